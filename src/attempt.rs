@@ -1,0 +1,488 @@
+//! The attempt loop: walk the plan, try each candidate, and either answer the
+//! client or fail over — deciding on plain control flow, because the exchange is
+//! ours (see `upstream/exchange.rs`).
+//!
+//! Nothing is written to the client until a try commits: a 2xx whole answer, a
+//! stream's first content event, or an error that is the client's own fault. Until
+//! then a failed try can still move on to the next candidate.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::client_watch::{unless_client_leaves, Raced};
+use crate::config::{Model, ProviderKind, Target};
+use crate::dialect::mock::{self, MockAnswer};
+use crate::dialect::openai::OpenAi;
+use crate::dialect::{ClientEvent, Dialect};
+use crate::downstream::{self, ClientGone};
+use crate::errors::ApiError;
+use crate::llm_request::LlmRequest;
+use crate::record::{Outcome, RequestRecord, TryRecord};
+use crate::routing;
+use crate::upstream::exchange::{self, Exchange, Failure, Limits};
+use crate::upstream::headers;
+
+/// Largest whole (non-streamed) upstream answer accepted.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+/// Largest upstream error body read for its message.
+const MAX_ERROR_BYTES: usize = 1024 * 1024;
+/// Content-free stream events held back before committing anyway.
+const MAX_HELD_EVENTS: usize = 32;
+/// `retry-after` assumed for an upstream 429 that names none.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How one try ended.
+enum TryResult {
+    /// The client has its answer (or is gone): stop.
+    Answered,
+    /// Nothing was written; `error` is what the client gets if no candidate is left.
+    Failed { error: ApiError, retryable: bool },
+}
+
+/// Everything one try needs to know about the request.
+struct Attempt<'a> {
+    app: &'a App,
+    request: &'a LlmRequest,
+    target: &'a Target,
+    limits: Limits,
+    started: Instant,
+}
+
+/// Serves `request` for `model`, writing the answer (or the final error).
+pub async fn run(
+    app: &App,
+    session: &mut Session,
+    record: &mut RequestRecord,
+    request: &LlmRequest,
+    model: &Model,
+) {
+    let deadline = Instant::from_std(record.started) + model.timeouts.total;
+    let mut last_error = None;
+    for target in routing::plan(model) {
+        let attempt = Attempt {
+            app,
+            request,
+            target: &target,
+            limits: Limits::new(&model.timeouts, deadline),
+            started: Instant::now(),
+        };
+        let result = match &target.provider.kind {
+            ProviderKind::Mock => attempt.mock(session, record).await,
+            ProviderKind::OpenAi { .. } => attempt.upstream(session, record, &OpenAi).await,
+        };
+        match result {
+            TryResult::Answered => return,
+            TryResult::Failed { error, retryable } => {
+                last_error = Some(error);
+                if !retryable {
+                    break;
+                }
+            }
+        }
+    }
+    let error = last_error.unwrap_or_else(ApiError::internal);
+    downstream::send_error(session, record, &error).await;
+}
+
+impl Attempt<'_> {
+    fn note(&self, record: &mut RequestRecord, outcome: Option<Outcome>) {
+        record.tries.push(TryRecord {
+            provider: self.target.provider.name.clone(),
+            target: self.target.id.clone(),
+            outcome,
+            elapsed: self.started.elapsed(),
+        });
+    }
+
+    fn failed(&self, record: &mut RequestRecord, outcome: Outcome, error: ApiError) -> TryResult {
+        self.note(record, Some(outcome));
+        if let Some(t) = record.last_try() {
+            log::warn!(
+                "request {}: try on {} ended {} after {:?}",
+                record.request_id,
+                t.target,
+                outcome.as_str(),
+                t.elapsed
+            );
+        }
+        TryResult::Failed {
+            error,
+            retryable: true,
+        }
+    }
+
+    fn failure(&self, record: &mut RequestRecord, failure: Failure) -> TryResult {
+        match failure {
+            Failure::Connect(e) => {
+                log::warn!("upstream {} connect failed: {e}", self.target.id);
+                self.failed(
+                    record,
+                    Outcome::ConnectError,
+                    ApiError::upstream_error("connection failed"),
+                )
+            }
+            Failure::Timeout(which) => {
+                self.failed(record, Outcome::Timeout, ApiError::upstream_timeout(which))
+            }
+            Failure::Stream(e) => {
+                log::warn!("upstream {} broke: {e}", self.target.id);
+                self.failed(
+                    record,
+                    Outcome::StreamError,
+                    ApiError::upstream_error("invalid or broken response"),
+                )
+            }
+        }
+    }
+
+    fn client_left(&self, record: &mut RequestRecord) -> TryResult {
+        record.client_gone = true;
+        self.note(record, None);
+        TryResult::Answered
+    }
+
+    async fn mock(&self, session: &mut Session, record: &mut RequestRecord) -> TryResult {
+        let answer = match mock::answer(self.request, &self.target.model, &record.request_id) {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.note(record, Some(Outcome::Http4xx));
+                downstream::send_error(session, record, &error).await;
+                return TryResult::Answered;
+            }
+        };
+        self.note(record, Some(Outcome::Success));
+        record.price = self.target.price;
+        match answer {
+            MockAnswer::Whole { body, usage } => {
+                record.usage = Some(usage);
+                let _ = downstream::send_json(session, record, 200, &[], body).await;
+            }
+            MockAnswer::Stream { events, usage } => {
+                record.usage = Some(usage);
+                let _ = self.send_mock_stream(session, record, events).await;
+            }
+        }
+        TryResult::Answered
+    }
+
+    async fn send_mock_stream(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        events: Vec<Bytes>,
+    ) -> Result<(), ClientGone> {
+        downstream::start_stream(session, record, &[]).await?;
+        for (i, event) in events.into_iter().enumerate() {
+            if i == 1 {
+                record.ttft = Some(record.started.elapsed());
+            }
+            downstream::send_chunk(session, record, event, false).await?;
+        }
+        downstream::send_chunk(session, record, Bytes::new(), true).await
+    }
+
+    async fn upstream(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        dialect: &dyn Dialect,
+    ) -> TryResult {
+        let encoded = match dialect.encode(self.request, self.target, &record.request_id) {
+            Ok(encoded) => encoded,
+            Err(error) => return self.failed(record, Outcome::ConnectError, error),
+        };
+        let ProviderKind::OpenAi { base_url, .. } = &self.target.provider.kind else {
+            return self.failed(record, Outcome::ConnectError, ApiError::internal());
+        };
+        let resolve = self.app.state.dns.resolve(&base_url.host, base_url.port);
+        let addrs = match tokio::time::timeout(self.limits.connect, resolve).await {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => return self.failure(record, Failure::Connect(e)),
+            Err(_) => return self.failure(record, Failure::Timeout("connect")),
+        };
+        let open = exchange::open(
+            &self.app.connector,
+            &addrs,
+            base_url,
+            &encoded.header,
+            &encoded.body,
+            self.limits,
+        );
+        let opened = unless_client_leaves(session, open).await;
+        record.upstream_wait += self.started.elapsed();
+        let mut exchange = match opened {
+            Raced::ClientGone => return self.client_left(record),
+            Raced::Done(Err(failure)) => return self.failure(record, failure),
+            Raced::Done(Ok(exchange)) => exchange,
+        };
+        let status = exchange.header().status.as_u16();
+        match status {
+            200..=299 => {
+                let is_stream = exchange
+                    .header()
+                    .headers
+                    .get("content-type")
+                    .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+                if self.request.stream && is_stream {
+                    self.stream(session, record, dialect, exchange).await
+                } else {
+                    self.whole(session, record, dialect, exchange).await
+                }
+            }
+            429 => {
+                let body = self.error_body(&mut exchange).await;
+                if dialect.is_quota_exhausted(&body) {
+                    self.note(record, Some(Outcome::Http429));
+                    return TryResult::Failed {
+                        error: ApiError::upstream_quota_exhausted(),
+                        retryable: false,
+                    };
+                }
+                let kind = rate_limit_kind(&dialect.client_error(429, &body).kind);
+                let wait = retry_after(exchange.header()).unwrap_or(DEFAULT_RETRY_AFTER);
+                exchange.finish(&self.app.connector).await;
+                let error = ApiError::upstream_rate_limited(kind, wait.as_millis() as u64);
+                self.failed(record, Outcome::Http429, error)
+            }
+            401 | 403 => {
+                self.error_body(&mut exchange).await;
+                exchange.finish(&self.app.connector).await;
+                let error = ApiError::upstream_auth_failed(&self.target.provider.name);
+                self.failed(record, Outcome::Http4xx, error)
+            }
+            404 => {
+                self.error_body(&mut exchange).await;
+                exchange.finish(&self.app.connector).await;
+                let error = ApiError::upstream_model_not_found(&self.target.provider.name);
+                self.failed(record, Outcome::Http4xx, error)
+            }
+            400..=499 => {
+                let body = self.error_body(&mut exchange).await;
+                exchange.finish(&self.app.connector).await;
+                self.note(record, Some(Outcome::Http4xx));
+                let error = dialect.client_error(status, &body);
+                downstream::send_error(session, record, &error).await;
+                TryResult::Answered
+            }
+            _ => {
+                self.error_body(&mut exchange).await;
+                exchange.finish(&self.app.connector).await;
+                let error = ApiError::upstream_error(&format!("HTTP {status}"));
+                self.failed(record, Outcome::Http5xx, error)
+            }
+        }
+    }
+
+    /// The body of an upstream error answer, or empty when it cannot be read.
+    async fn error_body(&self, exchange: &mut Exchange) -> Bytes {
+        exchange
+            .read_to_end(&self.limits, MAX_ERROR_BYTES)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn whole(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        dialect: &dyn Dialect,
+        mut exchange: Exchange,
+    ) -> TryResult {
+        let waited = Instant::now();
+        let read = unless_client_leaves(
+            session,
+            exchange.read_to_end(&self.limits, MAX_RESPONSE_BYTES),
+        )
+        .await;
+        record.upstream_wait += waited.elapsed();
+        let body = match read {
+            Raced::ClientGone => return self.client_left(record),
+            Raced::Done(Err(failure)) => return self.failure(record, failure),
+            Raced::Done(Ok(body)) => body,
+        };
+        let answer = match dialect.translator(self.request).whole(body) {
+            Ok(answer) => answer,
+            Err(e) => return self.failure(record, Failure::Stream(e)),
+        };
+        let status = exchange.header().status.as_u16();
+        let extra = headers::allowed(exchange.header());
+        exchange.finish(&self.app.connector).await;
+        self.note(record, Some(Outcome::Success));
+        record.usage = answer.usage;
+        record.price = self.target.price;
+        if let Ok(header) = downstream::header(status, record, &extra) {
+            let _ = downstream::send_whole(session, record, header, answer.body).await;
+        }
+        TryResult::Answered
+    }
+
+    async fn stream(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        dialect: &dyn Dialect,
+        mut exchange: Exchange,
+    ) -> TryResult {
+        let mut translator = dialect.translator(self.request);
+        let extra = headers::allowed(exchange.header());
+        let mut held: Vec<ClientEvent> = Vec::new();
+        let mut events: Vec<ClientEvent> = Vec::new();
+        let mut committed = false;
+        let mut seen_event = false;
+        loop {
+            let (wait, name) = if seen_event {
+                (self.limits.idle, "idle")
+            } else {
+                (self.limits.first_byte, "first byte")
+            };
+            let waited = Instant::now();
+            let next =
+                unless_client_leaves(session, exchange.next_chunk(wait, name, &self.limits)).await;
+            record.upstream_wait += waited.elapsed();
+            let chunk = match next {
+                Raced::ClientGone => return self.client_left(record),
+                Raced::Done(Err(failure)) if committed => {
+                    let error = match failure {
+                        Failure::Timeout(which) => ApiError::upstream_timeout(which),
+                        _ => ApiError::upstream_error("the stream broke"),
+                    };
+                    return self.broken_stream(session, record, &error).await;
+                }
+                Raced::Done(Err(failure)) => return self.failure(record, failure),
+                Raced::Done(Ok(chunk)) => chunk,
+            };
+            let translated = match &chunk {
+                Some(bytes) => translator.feed(bytes, &mut events),
+                None => translator.finish(&mut events),
+            };
+            seen_event |= !events.is_empty();
+            for event in events.drain(..) {
+                let error_event = event.error;
+                if committed {
+                    if self.forward(session, record, event).await.is_err() {
+                        return self.client_left(record);
+                    }
+                } else {
+                    let decisive = event.content || event.error || event.done;
+                    held.push(event);
+                    if decisive || held.len() >= MAX_HELD_EVENTS {
+                        committed = true;
+                        if self
+                            .commit(session, record, &extra, &mut held)
+                            .await
+                            .is_err()
+                        {
+                            return self.client_left(record);
+                        }
+                    }
+                }
+                if error_event {
+                    self.note(record, Some(Outcome::StreamError));
+                    record.error = Some("upstream_stream_error".into());
+                    let _ = downstream::send_chunk(session, record, Bytes::new(), true).await;
+                    return TryResult::Answered;
+                }
+            }
+            if let Err(e) = translated {
+                log::warn!("upstream {} stream: {e}", self.target.id);
+                if committed {
+                    return self
+                        .broken_stream(
+                            session,
+                            record,
+                            &ApiError::upstream_error("the stream broke"),
+                        )
+                        .await;
+                }
+                return self.failure(record, Failure::Stream(e));
+            }
+            if chunk.is_none() {
+                if !committed
+                    && self
+                        .commit(session, record, &extra, &mut held)
+                        .await
+                        .is_err()
+                {
+                    return self.client_left(record);
+                }
+                self.note(record, Some(Outcome::Success));
+                record.usage = translator.usage();
+                record.price = self.target.price;
+                exchange.finish(&self.app.connector).await;
+                if downstream::send_chunk(session, record, Bytes::new(), true)
+                    .await
+                    .is_err()
+                {
+                    record.client_gone = true;
+                }
+                return TryResult::Answered;
+            }
+        }
+    }
+
+    /// Writes the stream header and the held-back events.
+    async fn commit(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        extra: &[(&'static str, String)],
+        held: &mut Vec<ClientEvent>,
+    ) -> Result<(), ClientGone> {
+        downstream::start_stream(session, record, extra).await?;
+        for event in held.drain(..) {
+            self.forward(session, record, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn forward(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        event: ClientEvent,
+    ) -> Result<(), ClientGone> {
+        if event.content && record.ttft.is_none() {
+            record.ttft = Some(record.started.elapsed());
+        }
+        downstream::send_chunk(session, record, event.bytes, false).await
+    }
+
+    async fn broken_stream(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        error: &ApiError,
+    ) -> TryResult {
+        self.note(record, Some(Outcome::StreamError));
+        downstream::fail_stream(session, record, error).await;
+        TryResult::Answered
+    }
+}
+
+/// OpenAI's 429 types are `requests` and `tokens`; anything else reads as `requests`.
+fn rate_limit_kind(upstream_kind: &str) -> &'static str {
+    if upstream_kind == "tokens" {
+        "tokens"
+    } else {
+        "requests"
+    }
+}
+
+/// `retry-after-ms` (milliseconds) or `retry-after` (seconds) of an upstream answer.
+fn retry_after(header: &pingora::http::ResponseHeader) -> Option<Duration> {
+    let value = |name: &str| {
+        header
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    value("retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .or_else(|| value("retry-after").map(Duration::from_secs_f64))
+}

@@ -1,0 +1,45 @@
+//! Virtual-key authentication.
+//!
+//! The presented key is compared with every configured key in constant time, so the
+//! time taken does not reveal how much of a guess was right. The key is never
+//! echoed, logged or forwarded: the provider's own credential replaces it upstream.
+
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, VirtualKey};
+
+/// The bearer token of an `Authorization` header, if it has that shape.
+pub fn bearer(header: Option<&[u8]>) -> Option<&[u8]> {
+    let value = header?;
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = value[7..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The configured key whose secret equals `presented`, checking all of them.
+pub fn find_key<'c>(config: &'c Config, presented: &[u8]) -> Option<&'c VirtualKey> {
+    let mut found = None;
+    for key in &config.keys {
+        if bool::from(key.secret.expose().as_bytes().ct_eq(presented)) {
+            found = Some(key);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_tokens() {
+        assert_eq!(bearer(Some(b"Bearer sk-1")), Some(&b"sk-1"[..]));
+        assert_eq!(bearer(Some(b"bearer   sk-1 ")), Some(&b"sk-1"[..]));
+        assert_eq!(bearer(Some(b"Basic abc")), None);
+        assert_eq!(bearer(Some(b"Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+}

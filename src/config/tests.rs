@@ -1,0 +1,248 @@
+//! Whole-file config tests: each rule of DESIGN.md §2, with the line it reports.
+
+use super::*;
+
+const BASE: &str = "\
+listen: 127.0.0.1:8080
+keys:
+  - name: app
+    key: sk-app
+    models: [\"gpt-*\"]
+providers:
+  openai:
+    type: openai
+    base_url: http://127.0.0.1:9999/v1
+    api_key: sk-upstream
+  demo:
+    type: mock
+models:
+  gpt-4o:
+    targets:
+      - { provider: openai, model: gpt-4o-2024 }
+    timeouts: { first_byte: 250ms }
+  demo:
+    targets:
+      - provider: demo
+        model: mock-1
+";
+
+fn load_text(text: &str) -> Result<Config, ConfigError> {
+    parse(text, "test.yaml")
+}
+
+fn error(text: &str) -> ConfigError {
+    load_text(text).expect_err("config should be refused")
+}
+
+#[test]
+fn a_valid_config_loads_with_defaults() {
+    let c = load_text(BASE).unwrap();
+    assert_eq!(c.listen, "127.0.0.1:8080");
+    assert_eq!(c.admin_listen, "127.0.0.1:9090");
+    assert_eq!(c.max_request_bytes, 16 * 1024 * 1024);
+    let m = &c.models["gpt-4o"];
+    assert_eq!(m.targets[0].id, "openai/gpt-4o-2024");
+    assert_eq!(m.timeouts.first_byte, std::time::Duration::from_millis(250));
+    assert_eq!(m.timeouts.connect, std::time::Duration::from_secs(2));
+    assert!(c.keys[0].allows("gpt-4o"));
+    assert!(!c.keys[0].allows("demo"));
+    match &m.targets[0].provider.kind {
+        ProviderKind::OpenAi { base_url, api_key } => {
+            assert_eq!(base_url.base_path, "/v1");
+            assert_eq!(base_url.port, 9999);
+            assert_eq!(api_key.as_ref().unwrap().expose(), "sk-upstream");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_line() {
+    let text = BASE.replace(
+        "    api_key: sk-upstream",
+        "    api_key: sk-upstream\n    apikey: typo",
+    );
+    let e = error(&text);
+    assert_eq!(e.line, Some(11), "{e}");
+    assert!(e.message.contains("unknown field `apikey`"), "{e}");
+    assert!(
+        e.to_string().starts_with("test.yaml:11: providers.openai"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_types_are_refused_with_their_line() {
+    let e = error(&BASE.replace("listen: 127.0.0.1:8080", "listen: [1, 2]"));
+    assert_eq!(e.line, Some(1), "{e}");
+    let e = error(&format!("{BASE}max_request_bytes: lots\n"));
+    assert!(e.message.contains("not a valid number"), "{e}");
+}
+
+#[test]
+fn unset_variables_are_refused_and_defaults_apply() {
+    let e = error(&BASE.replace("sk-upstream", "${SWITCHYARD_TEST_UNSET_VAR}"));
+    assert_eq!(e.line, Some(10), "{e}");
+    assert!(e.message.contains("SWITCHYARD_TEST_UNSET_VAR"), "{e}");
+    assert_eq!(e.field, "providers.openai.api_key", "{e}");
+    let c = load_text(&BASE.replace(
+        "sk-upstream",
+        "\"${SWITCHYARD_TEST_UNSET_VAR:-sk-#default}\"",
+    ))
+    .unwrap();
+    match &c.providers["openai"].kind {
+        ProviderKind::OpenAi { api_key, .. } => {
+            assert_eq!(api_key.as_ref().unwrap().expose(), "sk-#default")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn secrets_may_come_from_files() {
+    let dir = std::env::temp_dir().join(format!("switchyard-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("key");
+    std::fs::write(&file, "sk-from-file\n").unwrap();
+    let text = BASE.replace(
+        "    key: sk-app",
+        &format!("    key_file: {}", file.display()),
+    );
+    let c = load_text(&text).unwrap();
+    assert_eq!(c.keys[0].secret.expose(), "sk-from-file");
+    let missing = BASE.replace(
+        "    key: sk-app",
+        "    key_file: /nonexistent/switchyard/key",
+    );
+    let e = error(&missing);
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("cannot read the secret file"), "{e}");
+    assert_eq!(e.field, "keys[0].key_file", "{e}");
+    let both = BASE.replace(
+        "    key: sk-app",
+        &format!("    key: sk-app\n    key_file: {}", file.display()),
+    );
+    assert!(error(&both).message.contains("not both"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn references_must_resolve() {
+    let e = error(&BASE.replace("provider: demo", "provider: nowhere"));
+    assert_eq!(e.line, Some(20), "{e}");
+    assert_eq!(e.field, "models.demo.targets[0].provider");
+    assert!(e.message.contains("`nowhere` is not defined"), "{e}");
+}
+
+#[test]
+fn keys_are_required_unique_and_distinct() {
+    let no_keys = BASE.replace(
+        "keys:\n  - name: app\n    key: sk-app\n    models: [\"gpt-*\"]\n",
+        "keys: []\n",
+    );
+    assert!(error(&no_keys).message.contains("at least one virtual key"));
+    let dup = BASE.replace(
+        "    models: [\"gpt-*\"]\n",
+        "    models: [\"gpt-*\"]\n  - name: other\n    key: sk-app\n",
+    );
+    let e = error(&dup);
+    assert_eq!(e.line, Some(7), "{e}");
+    assert!(e.message.contains("already used by key `app`"), "{e}");
+}
+
+#[test]
+fn fallbacks_must_be_defined_and_acyclic() {
+    let undefined = BASE.replace(
+        "    timeouts: { first_byte: 250ms }",
+        "    timeouts: { first_byte: 250ms }\n    fallbacks: [nope]",
+    );
+    assert!(error(&undefined)
+        .message
+        .contains("`nope` is not a defined model"));
+    let cycle = BASE
+        .replace(
+            "    timeouts: { first_byte: 250ms }",
+            "    timeouts: { first_byte: 250ms }\n    fallbacks: [demo]",
+        )
+        .replace(
+            "        model: mock-1",
+            "        model: mock-1\n    fallbacks: [gpt-4o]",
+        );
+    let e = error(&cycle);
+    assert!(e.message.contains("cycle"), "{e}");
+}
+
+#[test]
+fn targets_follow_their_provider_type() {
+    let e = error(&BASE.replace("model: gpt-4o-2024", "deployment: gpt-4o-prod"));
+    assert!(
+        e.message
+            .contains("only for targets of an `azure` provider"),
+        "{e}"
+    );
+    let e = error(&BASE.replace("    type: mock", "    type: mock\n    api_key: x"));
+    assert!(
+        e.message
+            .contains("not valid for a provider of type `mock`"),
+        "{e}"
+    );
+    let e = error(&BASE.replace("http://127.0.0.1:9999/v1", "ftp://x"));
+    assert!(e.message.contains("http:// or https://"), "{e}");
+    let e = error(&BASE.replace("type: openai", "type: anthropic"));
+    assert!(e.message.contains("unknown provider type"), "{e}");
+}
+
+#[test]
+fn later_features_are_refused_by_name() {
+    let cases = [
+        (
+            BASE.replace("    models: [\"gpt-*\"]", "    rate_limit: { requests_per_minute: 10 }"),
+            "rate_limit",
+        ),
+        (
+            BASE.replacen(
+                "  demo:\n    type: mock\n",
+                "  demo:\n    type: mock\n  azure-eu:\n    type: azure\n    endpoint: https://x.openai.azure.com\n    api_key: k\n",
+                1,
+            ),
+            "azure",
+        ),
+        (
+            BASE.replace(
+                "      - { provider: openai, model: gpt-4o-2024 }",
+                "      - { provider: openai, model: gpt-4o-2024 }\n      - { provider: demo, model: m }",
+            ),
+            "more than one target",
+        ),
+        (format!("{BASE}routing:\n  retry: {{ attempts: 2 }}\n"), "retry"),
+        (
+            format!("{BASE}routing:\n  health_check: {{ interval: 1s }}\n"),
+            "health_check",
+        ),
+        (
+            format!("{BASE}routing:\n  circuit_breaker: {{ failure_threshold: 1 }}\n"),
+            "circuit_breaker",
+        ),
+        (format!("{BASE}shutdown_timeout: 5s\n"), "shutdown_timeout"),
+    ];
+    for (text, feature) in cases {
+        let e = error(&text);
+        assert!(
+            e.message.contains("not yet supported") && e.to_string().contains(feature),
+            "{feature}: {e}"
+        );
+        assert!(e.line.is_some(), "{feature}: {e}");
+    }
+}
+
+#[test]
+fn durations_and_numbers_are_checked() {
+    let e = error(&BASE.replace("first_byte: 250ms", "first_byte: soon"));
+    assert_eq!(e.line, Some(17), "{e}");
+    assert!(e.message.contains("not a duration"), "{e}");
+    assert_eq!(e.field, "models.gpt-4o.timeouts.first_byte", "{e}");
+    let e = error(&format!("{BASE}pingora:\n  threads: 0\n"));
+    assert!(e.message.contains("at least 1"), "{e}");
+    let e = error(&format!("{BASE}pingora:\n  thread: 2\n"));
+    assert!(e.message.contains("unknown field `thread`"), "{e}");
+}

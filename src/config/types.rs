@@ -1,0 +1,164 @@
+//! The validated configuration: what the request path reads.
+//!
+//! Everything here has been checked and defaulted, so the request path never
+//! re-validates. A snapshot is immutable and shared as `Arc<Config>`; a reload
+//! builds a new one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::secret::Secret;
+use crate::glob::Glob;
+
+/// One loaded config file.
+#[derive(Debug)]
+pub struct Config {
+    /// When this snapshot was loaded; `GET /v1/models` reports it as `created`.
+    pub loaded_at: std::time::SystemTime,
+    pub listen: String,
+    pub admin_listen: String,
+    pub max_request_bytes: usize,
+    pub keys: Vec<VirtualKey>,
+    pub providers: BTreeMap<String, Arc<Provider>>,
+    pub models: BTreeMap<String, Model>,
+    pub pingora: PingoraSettings,
+}
+
+/// A key an application presents; `name` is what logs and metrics show.
+#[derive(Debug)]
+pub struct VirtualKey {
+    pub name: String,
+    pub secret: Secret,
+    /// `None`: every model.
+    pub allowed_models: Option<Vec<Glob>>,
+}
+
+impl VirtualKey {
+    /// Whether this key may use (and see) `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|globs| globs.iter().any(|g| g.matches(model)))
+    }
+}
+
+/// An upstream account.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+/// What kind of upstream a provider is, with the settings that kind needs.
+#[derive(Debug)]
+pub enum ProviderKind {
+    /// An OpenAI-compatible HTTP API.
+    OpenAi {
+        base_url: UpstreamUrl,
+        api_key: Option<Secret>,
+    },
+    /// Answers inside the gateway: demos, tests and health checks.
+    Mock,
+}
+
+/// A parsed `http(s)://host[:port][/base/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The path prefix without a trailing slash (`/v1`), possibly empty.
+    pub base_path: String,
+}
+
+impl UpstreamUrl {
+    /// The `Host` header value: the port is left out when it is the scheme's default.
+    pub fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// A public model name with its targets and time limits.
+#[derive(Debug)]
+pub struct Model {
+    pub targets: Vec<Arc<Target>>,
+    pub timeouts: Timeouts,
+}
+
+/// One upstream a model may be sent to.
+#[derive(Debug)]
+pub struct Target {
+    /// Stable identity: `name`, or `<provider>/<model>`.
+    pub id: String,
+    pub provider: Arc<Provider>,
+    /// The model id the upstream knows.
+    pub model: String,
+    pub price: Option<Price>,
+}
+
+/// USD per million input and output tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    /// The cost of one request's usage.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_per_mtok + output_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+/// Time limits of DESIGN.md §2 "Routing semantics".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Per try: TCP (and TLS) connect.
+    pub connect: Duration,
+    /// Per try: until the response header (for a stream, its first event).
+    pub first_byte: Duration,
+    /// Per try: the longest gap between body chunks or stream events.
+    pub idle: Duration,
+    /// Per request, across every try.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(30),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The `pingora:` section, mapped onto Pingora's `ServerConf`.
+#[derive(Debug, Default, Clone)]
+pub struct PingoraSettings {
+    pub threads: Option<usize>,
+    pub work_stealing: Option<bool>,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub error_log: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub ca_file: Option<String>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub upstream_keepalive_pool_size: Option<usize>,
+    pub daemon_wait_for_ready: Option<bool>,
+}

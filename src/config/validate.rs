@@ -1,0 +1,558 @@
+//! The rules of DESIGN.md §2 that need more than one field: defaults, references
+//! between sections, cycles, duplicates, and features this build does not run yet.
+//!
+//! A feature that arrives in a later release is refused by name rather than
+//! accepted and ignored: an operator must never believe a limit or a failover is in
+//! force when it is not.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use super::locate::FieldPath;
+use super::schema::*;
+use super::secret;
+use super::types::*;
+use crate::glob::Glob;
+
+/// A rule broken at `path`.
+#[derive(Debug)]
+pub struct Fault {
+    pub path: FieldPath,
+    pub message: String,
+}
+
+type Checked<T> = Result<T, Fault>;
+
+fn fault<T>(path: FieldPath, message: impl Into<String>) -> Checked<T> {
+    Err(Fault {
+        path,
+        message: message.into(),
+    })
+}
+
+fn not_yet<T>(path: FieldPath, feature: &str) -> Checked<T> {
+    fault(
+        path,
+        format!("{feature} is not yet supported by this version of Switchyard; remove it"),
+    )
+}
+
+const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
+const RETRY_TOKENS: [&str; 4] = ["connect", "timeout", "429", "5xx"];
+
+/// Turns the parsed file into a validated [`Config`].
+pub fn validate(raw: RawConfig) -> Checked<Config> {
+    let root = FieldPath::default();
+    let listen = address(raw.listen, "127.0.0.1:8080", root.key("listen"))?;
+    let admin_listen = address(raw.admin_listen, "127.0.0.1:9090", root.key("admin_listen"))?;
+    let max_request_bytes = match raw.max_request_bytes {
+        Some(n) if n.0 == 0 => return fault(root.key("max_request_bytes"), "must be at least 1"),
+        Some(n) => n.0,
+        None => DEFAULT_MAX_REQUEST_BYTES,
+    };
+    let max_request_bytes = usize::try_from(max_request_bytes)
+        .or_else(|_| fault(root.key("max_request_bytes"), "is too large"))?;
+    if raw.shutdown_timeout.is_some() {
+        return not_yet(
+            root.key("shutdown_timeout"),
+            "`shutdown_timeout` (graceful drain)",
+        );
+    }
+    let keys = keys(raw.keys, &root.key("keys"))?;
+    let providers = providers(raw.providers, &root.key("providers"))?;
+    let defaults = routing(raw.routing, &root.key("routing"))?;
+    let models = models(raw.models, &providers, defaults, &root.key("models"))?;
+    let pingora = pingora(raw.pingora.unwrap_or_default(), &root.key("pingora"))?;
+    Ok(Config {
+        loaded_at: std::time::SystemTime::now(),
+        listen,
+        admin_listen,
+        max_request_bytes,
+        keys,
+        providers,
+        models,
+        pingora,
+    })
+}
+
+fn address(value: Option<super::expand::Text>, default: &str, path: FieldPath) -> Checked<String> {
+    let text = value.map(|t| t.0).unwrap_or_else(|| default.to_string());
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(_) => Ok(text),
+        Err(_) => fault(
+            path,
+            format!("`{text}` is not an address like 127.0.0.1:8080"),
+        ),
+    }
+}
+
+fn keys(raw: Option<Vec<RawKey>>, path: &FieldPath) -> Checked<Vec<VirtualKey>> {
+    let raw = raw.unwrap_or_default();
+    if raw.is_empty() {
+        return fault(path.clone(), "at least one virtual key is required");
+    }
+    let mut names = HashSet::new();
+    let mut out: Vec<VirtualKey> = Vec::with_capacity(raw.len());
+    for (i, key) in raw.into_iter().enumerate() {
+        let at = path.index(i);
+        let name = key.name.0;
+        if name.is_empty() {
+            return fault(at.key("name"), "must not be empty");
+        }
+        if !names.insert(name.clone()) {
+            return fault(at.key("name"), format!("key name `{name}` is used twice"));
+        }
+        let secret = secret::either(key.key, key.key_file, "key")
+            .or_else(|m| fault(at.key("key"), m))?
+            .ok_or(())
+            .or_else(|_| fault(at.clone(), "`key` (or `key_file`) is required"))?;
+        if secret.is_empty() {
+            return fault(at.key("key"), "must not be empty");
+        }
+        if let Some(other) = out.iter().find(|k| k.secret == secret) {
+            return fault(
+                at.key("key"),
+                format!("the same secret is already used by key `{}`", other.name),
+            );
+        }
+        if let Some(limit) = &key.rate_limit {
+            let at = at.key("rate_limit");
+            for (field, value) in [
+                ("requests_per_minute", limit.requests_per_minute),
+                ("tokens_per_minute", limit.tokens_per_minute),
+                ("default_max_tokens", limit.default_max_tokens),
+            ] {
+                if value.is_some_and(|v| v.0 == 0) {
+                    return fault(at.key(field), "must be at least 1");
+                }
+            }
+            return not_yet(at, "per-key `rate_limit`");
+        }
+        let allowed_models = key
+            .models
+            .map(|globs| globs.into_iter().map(|g| Glob::new(g.0)).collect());
+        out.push(VirtualKey {
+            name,
+            secret,
+            allowed_models,
+        });
+    }
+    Ok(out)
+}
+
+fn providers(
+    raw: BTreeMap<String, RawProvider>,
+    path: &FieldPath,
+) -> Checked<BTreeMap<String, Arc<Provider>>> {
+    let mut out = BTreeMap::new();
+    for (name, p) in raw {
+        let at = path.key(&name);
+        let provider = provider(&name, p, &at)?;
+        out.insert(name, Arc::new(provider));
+    }
+    Ok(out)
+}
+
+/// Refuses every field in `present` that a provider of type `kind` does not take.
+fn only_fields(kind: &str, present: &[(&str, bool)], at: &FieldPath) -> Checked<()> {
+    match present.iter().find(|(_, set)| *set) {
+        Some((field, _)) => fault(
+            at.key(field),
+            format!("`{field}` is not valid for a provider of type `{kind}`"),
+        ),
+        None => Ok(()),
+    }
+}
+
+fn required<T>(value: Option<T>, at: &FieldPath, field: &str, kind: &str) -> Checked<T> {
+    value.ok_or(()).or_else(|_| {
+        fault(
+            at.clone(),
+            format!("a provider of type `{kind}` needs `{field}`"),
+        )
+    })
+}
+
+fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
+    let kind = p.kind.0.as_str();
+    let api_key = secret::either(p.api_key, p.api_key_file, "api_key")
+        .or_else(|m| fault(at.key("api_key"), m))?;
+    let secret_access_key = secret::either(
+        p.secret_access_key,
+        p.secret_access_key_file,
+        "secret_access_key",
+    )
+    .or_else(|m| fault(at.key("secret_access_key"), m))?;
+    let session_token = secret::either(p.session_token, p.session_token_file, "session_token")
+        .or_else(|m| fault(at.key("session_token"), m))?
+        .filter(|s| !s.is_empty());
+    let kind = match kind {
+        "openai" => {
+            only_fields(
+                kind,
+                &[
+                    ("endpoint", p.endpoint.is_some()),
+                    ("api_version", p.api_version.is_some()),
+                    ("region", p.region.is_some()),
+                    ("access_key_id", p.access_key_id.is_some()),
+                    ("secret_access_key", secret_access_key.is_some()),
+                    ("session_token", session_token.is_some()),
+                ],
+                at,
+            )?;
+            let base = p.base_url.map(|t| t.0);
+            let base = base.as_deref().unwrap_or("https://api.openai.com/v1");
+            let base_url = upstream_url(base).or_else(|m| fault(at.key("base_url"), m))?;
+            ProviderKind::OpenAi {
+                base_url,
+                api_key: api_key.filter(|k| !k.is_empty()),
+            }
+        }
+        "azure" => {
+            only_fields(
+                kind,
+                &[
+                    ("base_url", p.base_url.is_some()),
+                    ("region", p.region.is_some()),
+                    ("access_key_id", p.access_key_id.is_some()),
+                    ("secret_access_key", secret_access_key.is_some()),
+                    ("session_token", session_token.is_some()),
+                ],
+                at,
+            )?;
+            let endpoint = required(p.endpoint, at, "endpoint", kind)?;
+            upstream_url(&endpoint.0).or_else(|m| fault(at.key("endpoint"), m))?;
+            required(api_key, at, "api_key", kind)?;
+            return not_yet(at.key("type"), "the `azure` provider type");
+        }
+        "bedrock" => {
+            only_fields(
+                kind,
+                &[
+                    ("base_url", p.base_url.is_some()),
+                    ("api_version", p.api_version.is_some()),
+                ],
+                at,
+            )?;
+            required(p.region, at, "region", kind)?;
+            if let Some(endpoint) = &p.endpoint {
+                upstream_url(&endpoint.0).or_else(|m| fault(at.key("endpoint"), m))?;
+            }
+            match (&p.access_key_id, &secret_access_key, &api_key) {
+                (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+                _ => {
+                    return fault(
+                        at.clone(),
+                        "a `bedrock` provider needs either `access_key_id` with `secret_access_key`, or `api_key`",
+                    )
+                }
+            }
+            return not_yet(at.key("type"), "the `bedrock` provider type");
+        }
+        "mock" => {
+            only_fields(
+                kind,
+                &[
+                    ("base_url", p.base_url.is_some()),
+                    ("endpoint", p.endpoint.is_some()),
+                    ("api_version", p.api_version.is_some()),
+                    ("region", p.region.is_some()),
+                    ("api_key", api_key.is_some()),
+                    ("access_key_id", p.access_key_id.is_some()),
+                    ("secret_access_key", secret_access_key.is_some()),
+                    ("session_token", session_token.is_some()),
+                ],
+                at,
+            )?;
+            ProviderKind::Mock
+        }
+        other => {
+            return fault(
+                at.key("type"),
+                format!(
+                    "unknown provider type `{other}` (expected openai, azure, bedrock or mock)"
+                ),
+            )
+        }
+    };
+    check_health(p.health_check.as_ref(), p.circuit_breaker.as_ref(), at)?;
+    Ok(Provider {
+        name: name.to_string(),
+        kind,
+    })
+}
+
+/// Parses a provider URL: `http://` or `https://`, a host, an optional port and path.
+pub fn upstream_url(text: &str) -> Result<UpstreamUrl, String> {
+    let uri: http::Uri = text.parse().map_err(|_| format!("`{text}` is not a URL"))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("`{text}` must start with http:// or https://")),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("`{text}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if uri.query().is_some() {
+        return Err(format!("`{text}` must not have a query string"));
+    }
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(UpstreamUrl {
+        tls,
+        host,
+        port,
+        base_path,
+    })
+}
+
+fn routing(raw: Option<RawRouting>, at: &FieldPath) -> Checked<Timeouts> {
+    let Some(raw) = raw else {
+        return Ok(Timeouts::default());
+    };
+    if let Some(retry) = &raw.retry {
+        check_retry(retry, &at.key("retry"))?;
+    }
+    check_health(raw.health_check.as_ref(), raw.circuit_breaker.as_ref(), at)?;
+    Ok(timeouts(raw.timeouts.as_ref(), Timeouts::default()))
+}
+
+/// Health checks and circuit breakers: values checked, then refused for now.
+fn check_health(
+    health: Option<&RawHealthCheck>,
+    breaker: Option<&RawCircuitBreaker>,
+    at: &FieldPath,
+) -> Checked<()> {
+    if let Some(h) = health {
+        if h.failure_threshold.is_some_and(|n| n.0 == 0) {
+            return fault(
+                at.key("health_check").key("failure_threshold"),
+                "must be at least 1",
+            );
+        }
+        if let (Some(interval), Some(timeout)) = (h.interval, h.timeout) {
+            if timeout.0 > interval.0 {
+                return fault(
+                    at.key("health_check").key("timeout"),
+                    "must not exceed `interval`",
+                );
+            }
+        }
+        return not_yet(at.key("health_check"), "`health_check`");
+    }
+    if let Some(b) = breaker {
+        if b.failure_threshold.is_some_and(|n| n.0 == 0) {
+            return fault(
+                at.key("circuit_breaker").key("failure_threshold"),
+                "must be at least 1",
+            );
+        }
+        return not_yet(at.key("circuit_breaker"), "`circuit_breaker`");
+    }
+    Ok(())
+}
+
+fn check_retry(retry: &RawRetry, at: &FieldPath) -> Checked<()> {
+    if retry.attempts.is_some_and(|a| a.0 == 0) {
+        return fault(at.key("attempts"), "must be at least 1");
+    }
+    for (i, token) in retry.on.iter().flatten().enumerate() {
+        if !RETRY_TOKENS.contains(&token.0.as_str()) {
+            return fault(
+                at.key("on").index(i),
+                format!("`{}` is not one of connect, timeout, 429, 5xx", token.0),
+            );
+        }
+    }
+    not_yet(at.clone(), "`retry` (several tries per request)")
+}
+
+fn timeouts(raw: Option<&RawTimeouts>, base: Timeouts) -> Timeouts {
+    let Some(raw) = raw else { return base };
+    Timeouts {
+        connect: raw.connect.map_or(base.connect, |d| d.0),
+        first_byte: raw.first_byte.map_or(base.first_byte, |d| d.0),
+        idle: raw.idle.map_or(base.idle, |d| d.0),
+        total: raw.total.map_or(base.total, |d| d.0),
+    }
+}
+
+fn models(
+    raw: BTreeMap<String, RawModel>,
+    providers: &BTreeMap<String, Arc<Provider>>,
+    defaults: Timeouts,
+    path: &FieldPath,
+) -> Checked<BTreeMap<String, Model>> {
+    if raw.is_empty() {
+        return fault(path.clone(), "at least one model is required");
+    }
+    check_fallbacks(&raw, path)?;
+    let mut out = BTreeMap::new();
+    for (name, m) in raw {
+        let at = path.key(&name);
+        if m.targets.is_empty() {
+            return fault(at.key("targets"), "at least one target is required");
+        }
+        let mut targets: Vec<Arc<Target>> = Vec::with_capacity(m.targets.len());
+        for (i, t) in m.targets.into_iter().enumerate() {
+            let target = target(t, providers, &at.key("targets").index(i))?;
+            if targets.iter().any(|o| o.id == target.id) {
+                return fault(
+                    at.key("targets").index(i),
+                    format!(
+                        "target id `{}` is used twice in this model (set `name`)",
+                        target.id
+                    ),
+                );
+            }
+            targets.push(Arc::new(target));
+        }
+        if targets.len() > 1 {
+            return not_yet(at.key("targets").index(1), "more than one target per model");
+        }
+        if !m.fallbacks.is_empty() {
+            return not_yet(at.key("fallbacks"), "`fallbacks`");
+        }
+        if let Some(retry) = &m.retry {
+            check_retry(retry, &at.key("retry"))?;
+        }
+        out.insert(
+            name,
+            Model {
+                targets,
+                timeouts: timeouts(m.timeouts.as_ref(), defaults),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn target(
+    t: RawTarget,
+    providers: &BTreeMap<String, Arc<Provider>>,
+    at: &FieldPath,
+) -> Checked<Target> {
+    let provider_name = t.provider.0;
+    let Some(provider) = providers.get(&provider_name) else {
+        return fault(
+            at.key("provider"),
+            format!("provider `{provider_name}` is not defined under `providers`"),
+        );
+    };
+    if t.deployment.is_some() {
+        return fault(
+            at.key("deployment"),
+            "`deployment` is only for targets of an `azure` provider; use `model`",
+        );
+    }
+    if t.api_version.is_some() {
+        return fault(
+            at.key("api_version"),
+            "`api_version` is only for targets of an `azure` provider",
+        );
+    }
+    let Some(model) = t.model.map(|m| m.0).filter(|m| !m.is_empty()) else {
+        return fault(at.clone(), "a target needs `model`");
+    };
+    if t.priority.is_some_and(|p| p.0 == 0) {
+        return fault(at.key("priority"), "must be at least 1");
+    }
+    if t.weight.is_some_and(|w| w.0 == 0) {
+        return fault(at.key("weight"), "must be at least 1");
+    }
+    let price = match t.price {
+        Some(p) if p.input_per_mtok.0 < 0.0 || p.output_per_mtok.0 < 0.0 => {
+            return fault(at.key("price"), "prices must not be negative")
+        }
+        Some(p) => Some(Price {
+            input_per_mtok: p.input_per_mtok.0,
+            output_per_mtok: p.output_per_mtok.0,
+        }),
+        None => None,
+    };
+    let id = match t.name {
+        Some(name) if name.0.is_empty() => return fault(at.key("name"), "must not be empty"),
+        Some(name) => name.0,
+        None => format!("{provider_name}/{model}"),
+    };
+    Ok(Target {
+        id,
+        provider: provider.clone(),
+        model,
+        price,
+    })
+}
+
+/// Every fallback names a defined model, and following fallbacks never loops.
+fn check_fallbacks(raw: &BTreeMap<String, RawModel>, path: &FieldPath) -> Checked<()> {
+    for (name, m) in raw {
+        for (i, f) in m.fallbacks.iter().enumerate() {
+            if !raw.contains_key(&f.0) {
+                return fault(
+                    path.key(name).key("fallbacks").index(i),
+                    format!("fallback `{}` is not a defined model", f.0),
+                );
+            }
+        }
+    }
+    for start in raw.keys() {
+        let mut trail = vec![start.as_str()];
+        if let Some(cycle) = find_cycle(raw, &mut trail) {
+            return fault(
+                path.key(start).key("fallbacks"),
+                format!("fallbacks form a cycle: {}", cycle.join(" -> ")),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn find_cycle<'a>(
+    raw: &'a BTreeMap<String, RawModel>,
+    trail: &mut Vec<&'a str>,
+) -> Option<Vec<&'a str>> {
+    let current = *trail.last()?;
+    for f in &raw.get(current)?.fallbacks {
+        let next = f.0.as_str();
+        if trail.contains(&next) {
+            let mut cycle = trail.clone();
+            cycle.push(next);
+            return Some(cycle);
+        }
+        trail.push(next);
+        if let Some(cycle) = find_cycle(raw, trail) {
+            return Some(cycle);
+        }
+        trail.pop();
+    }
+    None
+}
+
+fn pingora(raw: RawPingora, at: &FieldPath) -> Checked<PingoraSettings> {
+    if raw.threads.is_some_and(|t| t.0 == 0) {
+        return fault(at.key("threads"), "must be at least 1");
+    }
+    if let Some(ca) = &raw.ca_file {
+        if let Err(e) = std::fs::metadata(&ca.0) {
+            return fault(at.key("ca_file"), format!("cannot read `{}`: {e}", ca.0));
+        }
+    }
+    Ok(PingoraSettings {
+        threads: raw.threads.map(|n| n.0),
+        work_stealing: raw.work_stealing,
+        pid_file: raw.pid_file.map(|t| t.0),
+        upgrade_sock: raw.upgrade_sock.map(|t| t.0),
+        error_log: raw.error_log.map(|t| t.0),
+        user: raw.user.map(|t| t.0),
+        group: raw.group.map(|t| t.0),
+        ca_file: raw.ca_file.map(|t| t.0),
+        grace_period_seconds: raw.grace_period_seconds.map(|n| n.0),
+        graceful_shutdown_timeout_seconds: raw.graceful_shutdown_timeout_seconds.map(|n| n.0),
+        upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.map(|n| n.0),
+        daemon_wait_for_ready: raw.daemon_wait_for_ready,
+    })
+}

@@ -1,0 +1,84 @@
+//! Wire dialects: how a request is encoded for an upstream, and how its answer is
+//! turned back into OpenAI's shape.
+//!
+//! One module per dialect. The attempt loop only sees the [`Dialect`] and
+//! [`ResponseTranslator`] interfaces, so adding Azure or Bedrock adds a module, not a
+//! branch in the pipeline.
+
+pub mod mock;
+pub mod openai;
+pub mod sse;
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+
+use crate::config::Target;
+use crate::errors::ApiError;
+use crate::llm_request::LlmRequest;
+use crate::record::Usage;
+
+/// The request of one upstream try.
+pub struct UpstreamRequest {
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+/// A whole (non-streamed) answer in OpenAI's shape.
+pub struct WholeAnswer {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+}
+
+/// One SSE event ready for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientEvent {
+    pub bytes: Bytes,
+    /// Carries content (text, a tool call, a refusal): the stream can no longer fail over.
+    pub content: bool,
+    /// The upstream reported an error inside the stream; the stream ends after it.
+    pub error: bool,
+    /// The terminating `[DONE]`.
+    pub done: bool,
+}
+
+impl ClientEvent {
+    /// `data: <payload>\n\n`.
+    pub fn data(payload: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(payload.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+}
+
+/// Turns an upstream answer into OpenAI's shape, whole or event by event, and
+/// reports usage as it goes.
+pub trait ResponseTranslator: Send {
+    /// A complete 2xx body.
+    fn whole(&mut self, body: Bytes) -> Result<WholeAnswer, String>;
+    /// A piece of a 2xx stream; complete events are appended to `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<ClientEvent>) -> Result<(), String>;
+    /// The upstream body ended; an error when the stream was cut short.
+    fn finish(&mut self, out: &mut Vec<ClientEvent>) -> Result<(), String>;
+    /// Usage reported so far.
+    fn usage(&self) -> Option<Usage>;
+}
+
+/// An upstream wire format.
+pub trait Dialect: Sync {
+    /// The upstream request for `request` sent to `target`.
+    fn encode(
+        &self,
+        request: &LlmRequest,
+        target: &Target,
+        request_id: &str,
+    ) -> Result<UpstreamRequest, ApiError>;
+    /// A translator for the answer to `request`.
+    fn translator(&self, request: &LlmRequest) -> Box<dyn ResponseTranslator>;
+    /// The client-facing error for an upstream error answer that is the client's
+    /// fault (400, 413, 422, ...), keeping the upstream's status and message.
+    fn client_error(&self, status: u16, body: &[u8]) -> ApiError;
+    /// Whether an upstream 429 means the account's quota is gone (not retryable).
+    fn is_quota_exhausted(&self, body: &[u8]) -> bool;
+}

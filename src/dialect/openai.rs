@@ -1,0 +1,257 @@
+//! The OpenAI dialect: OpenAI-compatible upstreams (OpenAI itself, local servers).
+//!
+//! Requests pass through with only `model` replaced (see `llm_request.rs`); answers
+//! pass through unchanged, but stream events are parsed so the gateway knows when
+//! content starts, what usage was reported and whether the stream ended cleanly.
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::sse::SseParser;
+use super::{ClientEvent, Dialect, ResponseTranslator, UpstreamRequest, WholeAnswer};
+use crate::config::{ProviderKind, Target};
+use crate::errors::ApiError;
+use crate::llm_request::{LlmRequest, Operation};
+use crate::record::Usage;
+
+/// The OpenAI wire format.
+pub struct OpenAi;
+
+impl Dialect for OpenAi {
+    fn encode(
+        &self,
+        request: &LlmRequest,
+        target: &Target,
+        request_id: &str,
+    ) -> Result<UpstreamRequest, ApiError> {
+        let ProviderKind::OpenAi { base_url, api_key } = &target.provider.kind else {
+            return Err(ApiError::internal());
+        };
+        let path = match request.operation {
+            Operation::ChatCompletions => "/chat/completions",
+            Operation::Embeddings => "/embeddings",
+        };
+        let body = request.body_with_model(&target.model);
+        let build = || -> pingora::Result<RequestHeader> {
+            let mut h = RequestHeader::build(
+                "POST",
+                format!("{}{path}", base_url.base_path).as_bytes(),
+                Some(8),
+            )?;
+            h.insert_header("host", base_url.authority())?;
+            h.insert_header("content-type", "application/json")?;
+            h.insert_header("content-length", body.len().to_string())?;
+            h.insert_header("accept-encoding", "identity")?;
+            h.insert_header(
+                "accept",
+                if request.stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )?;
+            h.insert_header("x-request-id", request_id)?;
+            if let Some(key) = api_key {
+                h.insert_header("authorization", format!("Bearer {}", key.expose()))?;
+            }
+            Ok(h)
+        };
+        let header = build().map_err(|e| {
+            log::error!("cannot build the upstream request for {}: {e}", target.id);
+            ApiError::internal()
+        })?;
+        Ok(UpstreamRequest { header, body })
+    }
+
+    fn translator(&self, _request: &LlmRequest) -> Box<dyn ResponseTranslator> {
+        Box::new(Passthrough::default())
+    }
+
+    fn client_error(&self, status: u16, body: &[u8]) -> ApiError {
+        match serde_json::from_slice::<ErrorEnvelope>(body) {
+            Ok(ErrorEnvelope { error }) => ApiError {
+                status,
+                kind: error.kind.unwrap_or_else(|| "invalid_request_error".into()),
+                code: error.code.and_then(code_text),
+                param: error.param,
+                message: error.message.unwrap_or_default(),
+                retry_after_ms: None,
+            },
+            Err(_) => ApiError {
+                status,
+                kind: "invalid_request_error".into(),
+                code: None,
+                param: None,
+                message: format!("The upstream provider refused the request (HTTP {status})."),
+                retry_after_ms: None,
+            },
+        }
+    }
+
+    fn is_quota_exhausted(&self, body: &[u8]) -> bool {
+        serde_json::from_slice::<ErrorEnvelope>(body).is_ok_and(|e| {
+            e.error.kind.as_deref() == Some("insufficient_quota")
+                || e.error.code.and_then(code_text).as_deref() == Some("insufficient_quota")
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorFields,
+}
+
+#[derive(Deserialize)]
+struct ErrorFields {
+    message: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    param: Option<String>,
+    code: Option<serde_json::Value>,
+}
+
+/// OpenAI codes are strings, some compatible servers send numbers.
+fn code_text(code: serde_json::Value) -> Option<String> {
+    match code {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageView {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl From<UsageView> for Usage {
+    fn from(u: UsageView) -> Usage {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct BodyView {
+    usage: Option<UsageView>,
+}
+
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceView<'a>>,
+    usage: Option<UsageView>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow)]
+    function_call: Option<&'a RawValue>,
+    #[serde(borrow)]
+    refusal: Option<&'a RawValue>,
+}
+
+fn is_content(field: Option<&RawValue>) -> bool {
+    field.is_some_and(|v| !matches!(v.get(), "null" | "\"\"" | "[]"))
+}
+
+impl DeltaView<'_> {
+    fn has_content(&self) -> bool {
+        is_content(self.content)
+            || is_content(self.tool_calls)
+            || is_content(self.function_call)
+            || is_content(self.refusal)
+    }
+}
+
+/// OpenAI to OpenAI: the bytes stay, the events are understood.
+#[derive(Default)]
+pub struct Passthrough {
+    sse: SseParser,
+    usage: Option<Usage>,
+    done: bool,
+    data: Vec<Vec<u8>>,
+}
+
+impl ResponseTranslator for Passthrough {
+    fn whole(&mut self, body: Bytes) -> Result<WholeAnswer, String> {
+        let view: BodyView = serde_json::from_slice(&body)
+            .map_err(|e| format!("the upstream answer is not JSON: {e}"))?;
+        self.usage = view.usage.map(Usage::from);
+        Ok(WholeAnswer {
+            body,
+            usage: self.usage,
+        })
+    }
+
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<ClientEvent>) -> Result<(), String> {
+        self.sse.push(chunk, &mut self.data)?;
+        for data in self.data.drain(..) {
+            if self.done {
+                return Err("the upstream sent events after [DONE]".into());
+            }
+            if data.as_slice() == b"[DONE]" {
+                self.done = true;
+                out.push(ClientEvent {
+                    bytes: ClientEvent::data(&data),
+                    content: false,
+                    error: false,
+                    done: true,
+                });
+                continue;
+            }
+            let view: ChunkView = serde_json::from_slice(&data)
+                .map_err(|e| format!("the upstream sent an event that is not JSON: {e}"))?;
+            if let Some(usage) = view.usage {
+                self.usage = Some(usage.into());
+            }
+            let content = view
+                .choices
+                .iter()
+                .any(|c| c.delta.as_ref().is_some_and(DeltaView::has_content));
+            out.push(ClientEvent {
+                bytes: ClientEvent::data(&data),
+                content,
+                error: view.error.is_some(),
+                done: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<ClientEvent>) -> Result<(), String> {
+        if self.sse.has_partial() {
+            return Err("the upstream stream ended inside an event".into());
+        }
+        if !self.done {
+            return Err("the upstream stream ended without [DONE]".into());
+        }
+        Ok(())
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! Golden tests for the OpenAI dialect against real recordings in `../shared/vectors/`.
+
+use super::*;
+use serde_yaml::Value;
+
+const CASSETTES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/vectors/fixtures/envoy-ai-gateway/cassettes"
+);
+
+/// `(request body, response status, response body)` of a cassette's first interaction.
+fn cassette(name: &str) -> (String, u64, String) {
+    let text = std::fs::read_to_string(format!("{CASSETTES}/{name}")).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let interaction = &doc["interactions"][0];
+    (
+        interaction["request"]["body"].as_str().unwrap().to_string(),
+        interaction["response"]["code"].as_u64().unwrap(),
+        interaction["response"]["body"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+fn translate_stream(body: &str, piece: usize) -> (Vec<ClientEvent>, Passthrough) {
+    let mut t = Passthrough::default();
+    let mut out = Vec::new();
+    for chunk in body.as_bytes().chunks(piece) {
+        t.feed(chunk, &mut out).unwrap();
+    }
+    t.finish(&mut out).unwrap();
+    (out, t)
+}
+
+#[test]
+fn recorded_stream_passes_through_event_by_event() {
+    let (_, status, body) = cassette("chat-streaming.yaml");
+    assert_eq!(status, 200);
+    // The expected events, read straight from the recording.
+    let expected: Vec<&str> = body
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    for piece in [1, 7, 64, 4096, body.len()] {
+        let (events, _) = translate_stream(&body, piece);
+        let got: Vec<String> = events
+            .iter()
+            .map(|e| {
+                String::from_utf8(e.bytes.to_vec())
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(got, expected, "piece size {piece}");
+        // The first chunk is role-only ("content":""); "Hi" is the first content.
+        assert!(!events[0].content);
+        assert!(events[1].content);
+        assert!(events.last().unwrap().done);
+        assert!(events.iter().all(|e| !e.error));
+    }
+}
+
+#[test]
+fn recorded_stream_usage_is_read() {
+    let (_, _, body) = cassette("chat-detailed-usage.yaml");
+    if body.starts_with("data:") {
+        let (_, t) = translate_stream(&body, 13);
+        assert!(t.usage().is_some());
+    } else {
+        let mut t = Passthrough::default();
+        let answer = t.whole(Bytes::from(body.clone())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            answer.usage,
+            Some(Usage {
+                input_tokens: v["usage"]["prompt_tokens"].as_u64().unwrap(),
+                output_tokens: v["usage"]["completion_tokens"].as_u64().unwrap(),
+            })
+        );
+        assert_eq!(answer.body, Bytes::from(body));
+    }
+}
+
+#[test]
+fn recorded_whole_answer_is_unchanged_and_usage_read() {
+    let (_, status, body) = cassette("chat-basic.yaml");
+    assert_eq!(status, 200);
+    let mut t = Passthrough::default();
+    let answer = t.whole(Bytes::from(body.clone())).unwrap();
+    assert_eq!(answer.body, Bytes::from(body.clone()));
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer.usage.unwrap().input_tokens,
+        v["usage"]["prompt_tokens"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn recorded_client_errors_keep_status_and_message() {
+    let (_, status, body) = cassette("chat-bad-request.yaml");
+    let e = OpenAi.client_error(status as u16, body.as_bytes());
+    assert_eq!(e.status, 400);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e.message, v["error"]["message"].as_str().unwrap());
+    assert_eq!(e.code.as_deref(), v["error"]["code"].as_str());
+    assert_eq!(e.param.as_deref(), v["error"]["param"].as_str());
+    assert!(!OpenAi.is_quota_exhausted(body.as_bytes()));
+}
+
+#[test]
+fn truncated_streams_are_errors() {
+    let mut t = Passthrough::default();
+    let mut out = Vec::new();
+    t.feed(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+        &mut out,
+    )
+    .unwrap();
+    assert!(t.finish(&mut out).unwrap_err().contains("[DONE]"));
+    let mut t = Passthrough::default();
+    t.feed(b"data: {\"choi", &mut out).unwrap();
+    assert!(t.finish(&mut out).is_err());
+}
+
+#[test]
+fn error_events_are_flagged() {
+    let mut t = Passthrough::default();
+    let mut out = Vec::new();
+    t.feed(
+        b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n",
+        &mut out,
+    )
+    .unwrap();
+    assert!(out[0].error && !out[0].content);
+}

@@ -1,0 +1,146 @@
+//! Writing answers to the client, with the headers every answer carries.
+//!
+//! Every response gets `x-request-id` and `x-switchyard-overhead-ms`; every response
+//! that involved an upstream try also gets `x-switchyard-attempts` and
+//! `x-switchyard-provider`. A failed write means the client is gone: the caller
+//! stops work (and the upstream) instead of reporting success.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::errors::ApiError;
+use crate::record::RequestRecord;
+
+/// The client connection failed while we wrote to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientGone;
+
+/// A response header with the gateway's own headers; `extra` are already filtered.
+pub fn header(
+    status: u16,
+    record: &RequestRecord,
+    extra: &[(&'static str, String)],
+) -> Result<ResponseHeader, ClientGone> {
+    let build = || -> pingora::Result<ResponseHeader> {
+        let mut h = ResponseHeader::build(status, Some(8 + extra.len()))?;
+        for (name, value) in extra {
+            h.append_header(*name, value.as_str())?;
+        }
+        h.insert_header("x-request-id", record.request_id.as_str())?;
+        if let Some(last) = record.last_try() {
+            h.insert_header("x-switchyard-attempts", record.tries.len().to_string())?;
+            h.insert_header("x-switchyard-provider", last.provider.as_str())?;
+        }
+        let overhead_ms = record.overhead().as_secs_f64() * 1000.0;
+        h.insert_header("x-switchyard-overhead-ms", format!("{overhead_ms:.3}"))?;
+        Ok(h)
+    };
+    build().map_err(|e| {
+        log::error!("cannot build a response header: {e}");
+        ClientGone
+    })
+}
+
+/// Writes a complete answer with a `content-length`.
+pub async fn send_whole(
+    session: &mut Session,
+    record: &mut RequestRecord,
+    mut header: ResponseHeader,
+    body: Bytes,
+) -> Result<(), ClientGone> {
+    header
+        .insert_header("content-length", body.len().to_string())
+        .map_err(|_| ClientGone)?;
+    record.status = header.status.as_u16();
+    let result = async {
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await
+    }
+    .await;
+    gone_on_error(record, result)
+}
+
+/// Writes a JSON answer.
+pub async fn send_json(
+    session: &mut Session,
+    record: &mut RequestRecord,
+    status: u16,
+    extra: &[(&'static str, String)],
+    body: Bytes,
+) -> Result<(), ClientGone> {
+    let mut extra = extra.to_vec();
+    extra.push(("content-type", "application/json".to_string()));
+    let h = header(status, record, &extra)?;
+    send_whole(session, record, h, body).await
+}
+
+/// Answers with an error envelope; a 429 also carries `retry-after(-ms)`. When the
+/// request body was not read, the connection is closed afterwards rather than
+/// reused with unread bytes in it.
+pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
+    record.error = error.code.clone();
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    let mut extra = Vec::new();
+    if let Some(ms) = error.retry_after_ms {
+        extra.push(("retry-after", ms.div_ceil(1000).max(1).to_string()));
+        extra.push(("retry-after-ms", ms.to_string()));
+    }
+    if error.status == 405 {
+        let allowed = crate::endpoint::Endpoint::allowed_method(session.req_header().uri.path());
+        extra.push(("allow", allowed.to_string()));
+    }
+    // A failed write has already marked the record; there is nobody left to tell.
+    let _ = send_json(session, record, error.status, &extra, error.body()).await;
+}
+
+/// Starts a chunked `text/event-stream` answer.
+pub async fn start_stream(
+    session: &mut Session,
+    record: &mut RequestRecord,
+    extra: &[(&'static str, String)],
+) -> Result<(), ClientGone> {
+    let mut extra = extra.to_vec();
+    if !extra.iter().any(|(n, _)| *n == "content-type") {
+        extra.push(("content-type", "text/event-stream".to_string()));
+    }
+    extra.push(("cache-control", "no-cache".to_string()));
+    extra.push(("transfer-encoding", "chunked".to_string()));
+    let h = header(200, record, &extra)?;
+    record.status = 200;
+    let result = session.write_response_header(Box::new(h), false).await;
+    gone_on_error(record, result)
+}
+
+/// Writes one piece of a started stream; `end` finishes the answer.
+pub async fn send_chunk(
+    session: &mut Session,
+    record: &mut RequestRecord,
+    chunk: Bytes,
+    end: bool,
+) -> Result<(), ClientGone> {
+    let result = session.write_response_body(Some(chunk), end).await;
+    gone_on_error(record, result)
+}
+
+/// Ends a stream that failed after its header went out: one error event, then the
+/// end of the answer, never a `[DONE]` that would make a truncated answer look whole.
+pub async fn fail_stream(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
+    record.error = error.code.clone();
+    let _ = send_chunk(session, record, error.sse_event(), true).await;
+}
+
+fn gone_on_error(
+    record: &mut RequestRecord,
+    result: pingora::Result<()>,
+) -> Result<(), ClientGone> {
+    result.map_err(|e| {
+        log::debug!("client write failed for request {}: {e}", record.request_id);
+        record.client_gone = true;
+        ClientGone
+    })
+}

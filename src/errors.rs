@@ -1,0 +1,241 @@
+//! The errors the gateway answers itself, in OpenAI's envelope.
+//!
+//! Every status the gateway produces on its own goes through [`ApiError`], so the
+//! table in DESIGN.md §2 lives in one place: the constructors below are that table.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// One error answer: HTTP status plus the four keys of OpenAI's `error` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub kind: String,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+    /// Seconds and milliseconds to wait, for 429 answers (`retry-after`, `retry-after-ms`).
+    pub retry_after_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: u16, kind: &str, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind: kind.to_string(),
+            code: Some(code.to_string()),
+            param: None,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// Names the request field at fault.
+    pub fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_string());
+        self
+    }
+
+    /// 404 for a path the gateway does not serve.
+    pub fn unknown_path(path: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            "not_found",
+            format!("Unknown request URL: {path}."),
+        )
+    }
+
+    /// 405 for a known path with the wrong method.
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            405,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("Method {method} is not allowed for {path}."),
+        )
+    }
+
+    /// 401: no key, or a key the gateway does not know. The key is never echoed.
+    pub fn invalid_api_key(missing: bool) -> Self {
+        let message = if missing {
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        } else {
+            "Incorrect API key provided."
+        };
+        Self::new(401, "invalid_request_error", "invalid_api_key", message)
+    }
+
+    /// 413: the body is larger than `max_request_bytes`.
+    pub fn request_too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "invalid_request_error",
+            "request_too_large",
+            format!("The request body exceeds the gateway's limit of {limit} bytes."),
+        )
+    }
+
+    /// 400 for a malformed request.
+    pub fn invalid_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request_error", code, message)
+    }
+
+    /// 404 for a model the gateway does not serve (or that the key may not see).
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            404,
+            "invalid_request_error",
+            "model_not_found",
+            format!("The model `{model}` does not exist or you do not have access to it."),
+        )
+        .with_param("model")
+    }
+
+    /// 403: the key's allow-list excludes the model.
+    pub fn model_not_allowed(model: &str) -> Self {
+        Self::new(
+            403,
+            "permission_error",
+            "model_not_allowed",
+            format!("This API key is not allowed to use the model `{model}`."),
+        )
+        .with_param("model")
+    }
+
+    /// 502: the last upstream try failed (connection, protocol or 5xx).
+    pub fn upstream_error(detail: &str) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_error",
+            format!("The upstream provider failed: {detail}."),
+        )
+    }
+
+    /// 502: the upstream refused the gateway's own provider credential (401/403).
+    pub fn upstream_auth_failed(provider: &str) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_auth_failed",
+            format!("The upstream provider `{provider}` refused the gateway's credential."),
+        )
+    }
+
+    /// 502: the upstream does not know the configured model or deployment (404).
+    pub fn upstream_model_not_found(provider: &str) -> Self {
+        Self::new(
+            502,
+            "server_error",
+            "upstream_model_not_found",
+            format!(
+                "The upstream provider `{provider}` does not know the model configured for this target."
+            ),
+        )
+    }
+
+    /// 504: the last try timed out, or `timeouts.total` ran out.
+    pub fn upstream_timeout(what: &str) -> Self {
+        Self::new(
+            504,
+            "server_error",
+            "upstream_timeout",
+            format!("The upstream provider did not answer in time ({what})."),
+        )
+    }
+
+    /// 429 because every upstream tried answered 429.
+    pub fn upstream_rate_limited(kind: &str, retry_after_ms: u64) -> Self {
+        let mut e = Self::new(
+            429,
+            kind,
+            "rate_limit_exceeded",
+            "The upstream provider is rate limiting requests; retry later.",
+        );
+        e.retry_after_ms = Some(retry_after_ms);
+        e
+    }
+
+    /// 429 because the upstream account has no quota left; not worth retrying.
+    pub fn upstream_quota_exhausted() -> Self {
+        Self::new(
+            429,
+            "insufficient_quota",
+            "insufficient_quota",
+            "The upstream provider account has exhausted its quota.",
+        )
+    }
+
+    /// 500 for a fault inside the gateway; the detail goes to the log, not the client.
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "server_error",
+            "internal_error",
+            "The gateway failed to process the request.",
+        )
+    }
+
+    /// The envelope as JSON bytes: `{"error":{"message","type","param","code"}}`.
+    pub fn body(&self) -> Bytes {
+        let envelope = Envelope {
+            error: Body {
+                message: &self.message,
+                kind: &self.kind,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        };
+        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+    }
+
+    /// The envelope as one SSE event, for errors after a stream's header went out.
+    pub fn sse_event(&self) -> Bytes {
+        let mut event = Vec::with_capacity(self.message.len() + 96);
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&self.body());
+        event.extend_from_slice(b"\n\n");
+        Bytes::from(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_has_all_four_keys_even_when_null() {
+        let e = ApiError::invalid_api_key(true);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        let obj = v["error"].as_object().unwrap();
+        let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["code", "message", "param", "type"]);
+        assert!(obj["param"].is_null());
+        assert_eq!(obj["code"], "invalid_api_key");
+        assert_eq!(obj["type"], "invalid_request_error");
+    }
+
+    #[test]
+    fn sse_event_wraps_the_envelope() {
+        let e = ApiError::upstream_error("connection reset");
+        let event = e.sse_event();
+        assert!(event.starts_with(b"data: {\"error\":{"));
+        assert!(event.ends_with(b"}}\n\n"));
+    }
+}

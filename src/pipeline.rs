@@ -1,0 +1,84 @@
+//! The request pipeline of DESIGN.md §3, in the contract's check order:
+//! path/method (404/405) → key (401) → body size (413) → JSON (400) → model (404)
+//! → allow-list (403) → the attempt loop.
+
+use std::time::UNIX_EPOCH;
+
+use pingora::proxy::Session;
+
+use crate::app::App;
+use crate::attempt;
+use crate::auth;
+use crate::body;
+use crate::downstream;
+use crate::endpoint::Endpoint;
+use crate::errors::ApiError;
+use crate::llm_request::{LlmRequest, Operation};
+use crate::models;
+use crate::record::RequestRecord;
+use crate::request_id;
+
+/// Answers one client request; the answer (or the client's departure) is in `record`.
+pub async fn handle(app: &App, session: &mut Session, record: &mut RequestRecord) {
+    let client_id = session.get_header("x-request-id").map(|v| v.as_bytes());
+    record.request_id = request_id::accept_or_generate(client_id);
+    if let Err(error) = serve(app, session, record).await {
+        downstream::send_error(session, record, &error).await;
+    }
+}
+
+async fn serve(
+    app: &App,
+    session: &mut Session,
+    record: &mut RequestRecord,
+) -> Result<(), ApiError> {
+    let config = app.config();
+    let header = session.req_header();
+    let endpoint = Endpoint::classify(header.method.as_str(), header.uri.path())?;
+    let presented = auth::bearer(session.get_header("authorization").map(|v| v.as_bytes()));
+    let Some(presented) = presented else {
+        return Err(ApiError::invalid_api_key(true));
+    };
+    let key = auth::find_key(&config, presented).ok_or_else(|| ApiError::invalid_api_key(false))?;
+    record.key = Some(key.name.clone());
+    let created = config_created(&config);
+    let operation = match endpoint {
+        Endpoint::ListModels => {
+            let body = models::list(&config, key, created);
+            let _ = downstream::send_json(session, record, 200, &[], body).await;
+            return Ok(());
+        }
+        Endpoint::GetModel(name) => {
+            let body = models::get(&config, key, &name, created)?;
+            let _ = downstream::send_json(session, record, 200, &[], body).await;
+            return Ok(());
+        }
+        Endpoint::ChatCompletions => Operation::ChatCompletions,
+        Endpoint::Embeddings => Operation::Embeddings,
+    };
+    let limit = config.max_request_bytes;
+    let body = body::read(session, limit)
+        .await
+        .map_err(|e| e.to_api_error(limit))?;
+    let request = LlmRequest::parse(operation, body)?;
+    record.model = Some(request.model.clone());
+    record.stream = Some(request.stream);
+    let model = config
+        .models
+        .get(&request.model)
+        .ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    record.model_known = true;
+    if !key.allows(&request.model) {
+        return Err(ApiError::model_not_allowed(&request.model));
+    }
+    attempt::run(app, session, record, &request, model).await;
+    Ok(())
+}
+
+/// The `created` time reported for configured models: when the config was loaded.
+fn config_created(config: &crate::config::Config) -> u64 {
+    config
+        .loaded_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

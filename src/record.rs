@@ -1,0 +1,130 @@
+//! The one record kept per client request.
+//!
+//! Every step of the pipeline writes into it; `logging` turns it into metrics and the
+//! access-log line. Later features (limits, health) read it there too, so there is
+//! one path from "what happened" to every report of it.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::Price;
+
+/// Token counts of one answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// How one upstream try ended (`switchyard_upstream_attempts_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    ConnectError,
+    Timeout,
+    Http429,
+    Http4xx,
+    Http5xx,
+    StreamError,
+}
+
+impl Outcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ConnectError => "connect_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Http429 => "http_429",
+            Outcome::Http4xx => "http_4xx",
+            Outcome::Http5xx => "http_5xx",
+            Outcome::StreamError => "stream_error",
+        }
+    }
+}
+
+/// One upstream try.
+#[derive(Debug, Clone)]
+pub struct TryRecord {
+    pub provider: String,
+    pub target: String,
+    /// `None` when the client left before the try ended.
+    pub outcome: Option<Outcome>,
+    pub elapsed: Duration,
+}
+
+/// Everything known about one client request.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub started: Instant,
+    pub time: SystemTime,
+    pub request_id: String,
+    /// The virtual key's name, once authenticated.
+    pub key: Option<String>,
+    /// The model the client asked for.
+    pub model: Option<String>,
+    /// Whether `model` is configured (metrics label it `unknown` otherwise).
+    pub model_known: bool,
+    pub stream: Option<bool>,
+    pub tries: Vec<TryRecord>,
+    /// The status sent to the client; 0 until a header went out.
+    pub status: u16,
+    /// The client went away before its answer was complete.
+    pub client_gone: bool,
+    /// Time to the first content written to the client (streams).
+    pub ttft: Option<Duration>,
+    /// Time spent waiting for upstreams, across every try.
+    pub upstream_wait: Duration,
+    pub usage: Option<Usage>,
+    /// Price of the target that answered, for `cost_usd`.
+    pub price: Option<Price>,
+    /// The error code sent to the client, if the answer is an error.
+    pub error: Option<String>,
+}
+
+impl RequestRecord {
+    /// A record for a request that starts now.
+    pub fn start() -> Self {
+        RequestRecord {
+            started: Instant::now(),
+            time: SystemTime::now(),
+            request_id: String::new(),
+            key: None,
+            model: None,
+            model_known: false,
+            stream: None,
+            tries: Vec::new(),
+            status: 0,
+            client_gone: false,
+            ttft: None,
+            upstream_wait: Duration::ZERO,
+            usage: None,
+            price: None,
+            error: None,
+        }
+    }
+
+    /// The last try, whose provider and target label the request.
+    pub fn last_try(&self) -> Option<&TryRecord> {
+        self.tries.last()
+    }
+
+    /// Time spent in the gateway itself so far: elapsed minus upstream waits.
+    pub fn overhead(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.upstream_wait)
+    }
+
+    /// The status for metrics and the log: `499` when the client left first.
+    pub fn final_status(&self) -> u16 {
+        if self.client_gone {
+            499
+        } else {
+            self.status
+        }
+    }
+
+    /// USD cost of the usage at the answering target's price.
+    pub fn cost_usd(&self) -> Option<f64> {
+        let usage = self.usage?;
+        Some(self.price?.cost(usage.input_tokens, usage.output_tokens))
+    }
+}

@@ -1,0 +1,39 @@
+//! Pingora's `ServerConf` from the `pingora:` section of our config.
+//!
+//! Pingora would read its settings from the file's top level and ignore unknown
+//! keys; we validate the section ourselves and hand Pingora the result.
+
+use pingora::server::configuration::ServerConf;
+
+use crate::config::PingoraSettings;
+
+/// Pingora's settings, with worker threads defaulting to the machine's cores
+/// (Pingora's own default is one per service).
+pub fn build(settings: &PingoraSettings) -> ServerConf {
+    let mut conf = ServerConf::default();
+    conf.threads = settings.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if let Some(v) = settings.work_stealing {
+        conf.work_stealing = v;
+    }
+    if let Some(v) = &settings.pid_file {
+        conf.pid_file = v.clone();
+    }
+    if let Some(v) = &settings.upgrade_sock {
+        conf.upgrade_sock = v.clone();
+    }
+    conf.error_log = settings.error_log.clone();
+    conf.user = settings.user.clone();
+    conf.group = settings.group.clone();
+    conf.ca_file = settings.ca_file.clone();
+    conf.grace_period_seconds = settings.grace_period_seconds;
+    conf.graceful_shutdown_timeout_seconds = settings.graceful_shutdown_timeout_seconds;
+    if let Some(v) = settings.upstream_keepalive_pool_size {
+        conf.upstream_keepalive_pool_size = v;
+    }
+    if let Some(v) = settings.daemon_wait_for_ready {
+        conf.daemon_wait_for_ready = v;
+    }
+    conf
+}
