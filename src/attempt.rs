@@ -70,6 +70,7 @@ pub async fn run(
             limits: Limits::new(&model.timeouts, deadline),
             started: Instant::now(),
         };
+        attempt.begin(record);
         let result = match &target.provider.kind {
             ProviderKind::Mock => attempt.mock(session, record).await,
             ProviderKind::OpenAi { .. } => attempt.upstream(session, record, &OpenAi).await,
@@ -89,13 +90,22 @@ pub async fn run(
 }
 
 impl Attempt<'_> {
-    fn note(&self, record: &mut RequestRecord, outcome: Option<Outcome>) {
+    /// Records the try as started, so headers written during it name its provider.
+    fn begin(&self, record: &mut RequestRecord) {
         record.tries.push(TryRecord {
             provider: self.target.provider.name.clone(),
             target: self.target.id.clone(),
-            outcome,
-            elapsed: self.started.elapsed(),
+            outcome: None,
+            elapsed: Default::default(),
         });
+    }
+
+    /// Records how the try ended (`None`: the client left first).
+    fn note(&self, record: &mut RequestRecord, outcome: Option<Outcome>) {
+        if let Some(last) = record.tries.last_mut() {
+            last.outcome = outcome;
+            last.elapsed = self.started.elapsed();
+        }
     }
 
     fn failed(&self, record: &mut RequestRecord, outcome: Outcome, error: ApiError) -> TryResult {

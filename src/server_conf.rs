@@ -10,10 +10,19 @@ use crate::config::PingoraSettings;
 /// Pingora's settings, with worker threads defaulting to the machine's cores
 /// (Pingora's own default is one per service).
 pub fn build(settings: &PingoraSettings) -> ServerConf {
-    let mut conf = ServerConf::default();
-    conf.threads = settings.threads.unwrap_or_else(|| {
+    let threads = settings.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    let mut conf = ServerConf {
+        threads,
+        error_log: settings.error_log.clone(),
+        user: settings.user.clone(),
+        group: settings.group.clone(),
+        ca_file: settings.ca_file.clone(),
+        grace_period_seconds: settings.grace_period_seconds,
+        graceful_shutdown_timeout_seconds: settings.graceful_shutdown_timeout_seconds,
+        ..ServerConf::default()
+    };
     if let Some(v) = settings.work_stealing {
         conf.work_stealing = v;
     }
@@ -23,12 +32,6 @@ pub fn build(settings: &PingoraSettings) -> ServerConf {
     if let Some(v) = &settings.upgrade_sock {
         conf.upgrade_sock = v.clone();
     }
-    conf.error_log = settings.error_log.clone();
-    conf.user = settings.user.clone();
-    conf.group = settings.group.clone();
-    conf.ca_file = settings.ca_file.clone();
-    conf.grace_period_seconds = settings.grace_period_seconds;
-    conf.graceful_shutdown_timeout_seconds = settings.graceful_shutdown_timeout_seconds;
     if let Some(v) = settings.upstream_keepalive_pool_size {
         conf.upstream_keepalive_pool_size = v;
     }

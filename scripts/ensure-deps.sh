@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build Switchyard: cmake (Pingora's
+# zlib-ng build) and a C compiler. As root it installs them; otherwise it prints the
+# exact command and stops.
+set -euo pipefail
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+for extra in "$@"; do
+    command -v "$extra" >/dev/null 2>&1 || missing+=("$extra")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+# Debian names the nginx-light package's binary `nginx`.
+packages=("${missing[@]/nginx/nginx-light}")
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${packages[*]} with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+else
+    echo "missing: ${packages[*]}. Install them with:" >&2
+    echo "    sudo apt-get install -y ${packages[*]}" >&2
+    exit 1
+fi
