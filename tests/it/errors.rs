@@ -187,9 +187,11 @@ async fn unknown_model_404_then_allow_list_403() {
         (r.status, r.error_code().as_str()),
         (404, "model_not_found")
     );
+    // Lines of concurrent workers may land in any order: find each by its model.
     let lines = gw.log_lines(5).await;
-    assert_eq!(lines[0]["model"], "gpt-9");
-    assert_eq!(lines[1]["error"], "model_not_allowed");
+    let line_of = |model: &str| lines.iter().find(|l| l["model"] == model).cloned().unwrap();
+    assert_eq!(line_of("gpt-9")["error"], "model_not_found");
+    assert_eq!(line_of("secret-model")["error"], "model_not_allowed");
 }
 
 #[tokio::test]
