@@ -1,0 +1,615 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317 # functions are called through traps and by name
+# Switchyard benchmark (`make bench`): the gateway against nginx as a plain reverse
+# proxy, both in front of the same fast fake upstream, measured in one run,
+# alternating direct → nginx → gateway, and judged against DESIGN.md §6.
+# See bench/README.md for what is measured and how to read the output.
+#
+# Knobs (environment variables, defaults in brackets):
+#   BENCH_SCENARIOS [openai]              scenarios to run, space-separated
+#   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
+#   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
+#   BENCH_LATENCY_REQUESTS [5000]  BENCH_LATENCY_WARMUP [500]
+#   BENCH_TTFC_REQUESTS [2000]     BENCH_TTFC_WARMUP [200]
+#   BENCH_THROUGHPUT_SECS [4]      BENCH_CONNECTIONS [32]
+#   BENCH_STREAMS [1000]           BENCH_STREAM_CHUNKS [8]
+#   BENCH_PROXY_CORE [0]           BENCH_CLIENT_CORE [1]
+#   BENCH_STRICT [0]                      1: exit 1 when a budget FAILs
+#   BENCH_NO_BUILD [0]                    1: use the binaries already built
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=$ROOT/bench
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+SCENARIOS=${BENCH_SCENARIOS:-openai}
+TARGETS=${BENCH_TARGETS:-direct nginx gateway}
+ROUNDS=${BENCH_ROUNDS:-3}
+LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
+LATENCY_WARMUP=${BENCH_LATENCY_WARMUP:-500}
+TTFC_REQUESTS=${BENCH_TTFC_REQUESTS:-2000}
+TTFC_WARMUP=${BENCH_TTFC_WARMUP:-200}
+THROUGHPUT_SECS=${BENCH_THROUGHPUT_SECS:-4}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+STREAMS=${BENCH_STREAMS:-1000}
+STREAM_CHUNKS=${BENCH_STREAM_CHUNKS:-8}
+PROXY_CORE=${BENCH_PROXY_CORE:-0}
+CLIENT_CORE=${BENCH_CLIENT_CORE:-1}
+STRICT=${BENCH_STRICT:-0}
+NO_BUILD=${BENCH_NO_BUILD:-0}
+# How long the fake upstream keeps a `bench-hold` stream open, and the loadgen
+# at most holds its streams; the harness ends them as soon as RSS is read.
+HOLD_SECS=20
+STREAMS_READY_SECS=30
+UPSTREAM_KEY=sk-upstream
+GATEWAY_KEY=sk-bench
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+    log "bench: error: $*"
+    exit 1
+}
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
+
+for v in ROUNDS LATENCY_REQUESTS LATENCY_WARMUP TTFC_REQUESTS TTFC_WARMUP THROUGHPUT_SECS \
+    CONNECTIONS STREAMS STREAM_CHUNKS PROXY_CORE CLIENT_CORE; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
+done
+((ROUNDS >= 1)) || die "BENCH_ROUNDS must be at least 1"
+for t in $TARGETS; do
+    [[ $t == direct || $t == nginx || $t == gateway ]] || die "unknown target '$t' in BENCH_TARGETS"
+done
+
+# ---------------------------------------------------------------------------
+# Set-up: system packages, file limits, build.
+
+ensure_packages() {
+    local missing=() cmd
+    local -A wanted=([nginx]=nginx-light [taskset]=util-linux [getconf]=libc-bin)
+    if has_target gateway && [[ $NO_BUILD != 1 ]]; then
+        wanted[cmake]=cmake
+        wanted[cc]=build-essential
+    fi
+    for cmd in "${!wanted[@]}"; do
+        command -v "$cmd" >/dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("${wanted[$cmd]}")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    local install="apt-get install -y --no-install-recommends ${missing[*]}"
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "bench: installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive $install >&2
+    else
+        die "missing packages; run as root: apt-get update && $install"
+    fi
+}
+
+ensure_packages
+command -v cargo >/dev/null 2>&1 || die "cargo is not installed (https://rustup.rs)"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(getconf _NPROCESSORS_ONLN)
+
+# 1,000 streams through a proxy hold 2,000+ sockets in one process.
+NOFILE=$((4 * STREAMS + 1024))
+if (($(ulimit -n) < NOFILE)); then
+    ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
+(($(ulimit -n) >= 2 * STREAMS + 256)) ||
+    die "open-file limit $(ulimit -n) is too low for $STREAMS streams; raise 'ulimit -n'"
+
+if [[ $NO_BUILD != 1 ]]; then
+    packages=(-p switchyard-bench)
+    has_target gateway && packages+=(-p switchyard)
+    log "bench: cargo build --release ${packages[*]}"
+    (cd "$ROOT" && cargo build --release "${packages[@]}") >&2 || die "build failed"
+fi
+LOADGEN=$BIN/loadgen
+FAKE=$BIN/fake-upstream
+GATEWAY=$BIN/switchyard
+for b in "$LOADGEN" "$FAKE"; do [[ -x $b ]] || die "$b is missing"; done
+if has_target gateway; then [[ -x $GATEWAY ]] || die "$GATEWAY is missing"; fi
+
+# ---------------------------------------------------------------------------
+# Processes: everything started is recorded by PID and stopped on exit.
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
+chmod 755 "$TMP" # nginx's worker may run as nobody and must reach its temp dirs
+PIDS=()
+declare -A PROC_NAME # PID -> what it is, for messages
+
+# track PID NAME: remembers a started process so that it is stopped on exit.
+track() {
+    PIDS+=("$1")
+    PROC_NAME[$1]=$2
+}
+
+running() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+stop_pid() {
+    local pid=$1 i keep=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        running "$pid" || break
+        sleep 0.1
+    done
+    if running "$pid"; then
+        log "bench: ${PROC_NAME[$pid]:-process} (PID $pid) did not exit within 5 s of SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    for i in "${PIDS[@]}"; do [[ $i == "$pid" ]] || keep+=("$i"); done
+    PIDS=("${keep[@]}")
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+read -ra PORTS <<<"$("$LOADGEN" free-ports --count 4)"
+UPSTREAM_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} GATEWAY_PORT=${PORTS[2]} ADMIN_PORT=${PORTS[3]}
+
+# render TEMPLATE OUT KEY=VALUE... : replaces each @KEY@ in TEMPLATE.
+render() {
+    local template=$1 out=$2 kv script=()
+    shift 2
+    for kv in "$@"; do script+=(-e "s#@${kv%%=*}@#${kv#*=}#g"); done
+    sed "${script[@]}" "$template" >"$out"
+}
+
+# wait_http NAME PID LOGFILE URL [HEADER]: waits until URL answers 200; fails
+# the run if it never does or if process PID exits first.
+wait_http() {
+    local name=$1 pid=$2 logfile=$3 url=$4 header=${5:-} i
+    local args=(wait --url "$url" --timeout-secs 1)
+    [[ -n $header ]] && args+=(--header "$header")
+    for ((i = 0; i < 30; i++)); do
+        running "$pid" || break
+        "$LOADGEN" "${args[@]}" 2>/dev/null && return 0
+    done
+    if running "$pid"; then
+        log "bench: $name did not answer 200 on $url within 30 s; last lines of $logfile:"
+    else
+        log "bench: $name exited during start-up; last lines of $logfile:"
+    fi
+    tail -n 20 "$logfile" >&2 || true
+    exit 1
+}
+
+start_fake() {
+    taskset -c "$CLIENT_CORE" "$FAKE" --port "$UPSTREAM_PORT" --api-key "$UPSTREAM_KEY" \
+        --chunks "$STREAM_CHUNKS" --hold-ms $((HOLD_SECS * 1000)) >/dev/null 2>"$TMP/fake.log" &
+    FAKE_PID=$!
+    track "$FAKE_PID" "fake upstream"
+    wait_http "fake upstream" "$FAKE_PID" "$TMP/fake.log" "http://127.0.0.1:$UPSTREAM_PORT/v1/models" \
+        "Authorization: Bearer $UPSTREAM_KEY"
+}
+
+start_nginx() {
+    render "$BENCH_DIR/nginx.conf.template" "$TMP/nginx.conf" \
+        TMP="$TMP" LISTEN_PORT="$NGINX_PORT" UPSTREAM_PORT="$UPSTREAM_PORT"
+    # A Debian nginx built without some module rejects its *_temp_path directive.
+    local module
+    for module in fastcgi uwsgi scgi; do
+        if "$NGINX" -V 2>&1 | grep -q -- "--without-http_${module}_module"; then
+            sed -i "/^ *${module}_temp_path /d" "$TMP/nginx.conf"
+        fi
+    done
+    local early_log=()
+    "$NGINX" -h 2>&1 | grep -q -- '-e filename' && early_log=(-e "$TMP/nginx-error.log")
+    taskset -c "$PROXY_CORE" "$NGINX" -p "$TMP/" -c "$TMP/nginx.conf" "${early_log[@]}" \
+        >/dev/null 2>>"$TMP/nginx-error.log" &
+    NGINX_PID=$!
+    track "$NGINX_PID" nginx
+    wait_http nginx "$NGINX_PID" "$TMP/nginx-error.log" "http://127.0.0.1:$NGINX_PORT/v1/models" \
+        "Authorization: Bearer $UPSTREAM_KEY"
+    NGINX_WORKER=$(child_of "$NGINX_PID")
+    [[ -n $NGINX_WORKER ]] || die "cannot find nginx's worker process"
+    NGINX_RSS_START=$(rss_kb "$NGINX_WORKER")
+}
+
+# child_of PID: the PID of PID's (only) child process.
+child_of() {
+    local f stat
+    if [[ -r /proc/$1/task/$1/children ]]; then
+        read -r f _ <"/proc/$1/task/$1/children" || true
+        [[ -n ${f:-} ]] && echo "$f" && return 0
+    fi
+    for f in /proc/[0-9]*/stat; do
+        stat=$(cat "$f" 2>/dev/null) || continue
+        stat=${stat##*) }
+        read -r _ ppid _ <<<"$stat"
+        [[ $ppid == "$1" ]] && basename "$(dirname "$f")" && return 0
+    done
+    return 0
+}
+
+# start_gateway CONFIG_TEMPLATE
+start_gateway() {
+    render "$1" "$TMP/gateway.yaml" LISTEN_PORT="$GATEWAY_PORT" ADMIN_PORT="$ADMIN_PORT" \
+        UPSTREAM_PORT="$UPSTREAM_PORT"
+    # The access log (one JSON line per request) goes to stdout: discard it.
+    taskset -c "$PROXY_CORE" "$GATEWAY" -c "$TMP/gateway.yaml" >/dev/null 2>"$TMP/gateway.log" &
+    GATEWAY_PID=$!
+    track "$GATEWAY_PID" gateway
+    wait_http gateway "$GATEWAY_PID" "$TMP/gateway.log" "http://127.0.0.1:$ADMIN_PORT/readyz"
+}
+
+# ---------------------------------------------------------------------------
+# Measuring helpers.
+
+declare -A RES # RES[measure:target:round] and RES[measure:target] (medians)
+
+# kv KEY LINE: the value of KEY=value in a loadgen output line.
+kv() {
+    local word
+    for word in $2; do
+        [[ $word == "$1="* ]] && echo "${word#*=}" && return 0
+    done
+    die "loadgen output lacks '$1': $2"
+}
+
+# run_loadgen TARGET COMMAND ARGS...: runs the load generator on the client core
+# against TARGET (URL, key and body chosen by the scenario), sets LINE to its
+# output and adds the CPU that other processes used meanwhile to the noise tally.
+run_loadgen() {
+    local target=$1 command=$2 kind=plain
+    shift 2
+    [[ $command == ttfc ]] && kind=stream
+    local busy0 ours0 wall0=$EPOCHREALTIME busy1 ours1 wall1
+    busy0=$(busy_ticks)
+    ours0=$(ours_ticks)
+    if ! LINE=$(taskset -c "$CLIENT_CORE" "$LOADGEN" "$command" --url "$(target_url "$target")" \
+        --header "$(target_header "$target")" --body "$(target_body "$target" "$kind")" "$@"); then
+        proc_logs "$target"
+        die "loadgen $command against $target failed"
+    fi
+    wall1=$EPOCHREALTIME
+    busy1=$(busy_ticks)
+    ours1=$(ours_ticks)
+    NOISE_OTHER=$((NOISE_OTHER + (busy1 - busy0) - (ours1 - ours0)))
+    NOISE_WINDOW=$(calc "$NOISE_WINDOW + ($wall1 - $wall0) * $NCPU * $CLK_TCK" 0)
+}
+
+# busy_ticks: ticks the whole machine spent busy (user, nice, system, irq,
+# softirq: a process's stime includes the interrupt work done in its context).
+busy_ticks() {
+    local _cpu user nice system _idle _iowait irq softirq
+    read -r _cpu user nice system _idle _iowait irq softirq _ </proc/stat
+    echo $((user + nice + system + irq + softirq))
+}
+
+# ours_ticks: CPU ticks of this run's processes: the live servers, plus every
+# reaped descendant of this shell (its cutime + cstime), loadgen runs included.
+ours_ticks() {
+    local stat f total pid
+    stat=$(cat "/proc/$$/stat")
+    stat=${stat##*) }
+    read -ra f <<<"$stat"
+    total=$((f[13] + f[14]))
+    for pid in "$FAKE_PID" "${NGINX_PID:-}" "${NGINX_WORKER:-}" "${GATEWAY_PID:-}"; do
+        [[ -n $pid ]] && running "$pid" && total=$((total + $(cpu_ticks "$pid")))
+    done
+    echo "$total"
+}
+
+proc_logs() {
+    local f
+    case $1 in nginx) f=$TMP/nginx-error.log ;; gateway) f=$TMP/gateway.log ;; *) f=$TMP/fake.log ;; esac
+    log "bench: last lines of $f:"
+    tail -n 20 "$f" >&2 || true
+}
+
+target_url() {
+    case $1 in
+    direct) echo "http://127.0.0.1:$UPSTREAM_PORT$SC_UPSTREAM_PATH" ;;
+    nginx) echo "http://127.0.0.1:$NGINX_PORT$SC_UPSTREAM_PATH" ;;
+    gateway) echo "http://127.0.0.1:$GATEWAY_PORT$SC_GATEWAY_PATH" ;;
+    esac
+}
+target_header() { if [[ $1 == gateway ]]; then echo "$SC_GATEWAY_HEADER"; else echo "$SC_UPSTREAM_HEADER"; fi; }
+target_body() { if [[ $1 == gateway ]]; then echo "$SC_GATEWAY_BODIES/$2.json"; else echo "$SC_UPSTREAM_BODIES/$2.json"; fi; }
+
+# The process whose CPU and memory count for a target.
+target_pid() {
+    case $1 in direct) echo "$FAKE_PID" ;; nginx) echo "$NGINX_WORKER" ;; gateway) echo "$GATEWAY_PID" ;; esac
+}
+
+# cpu_ticks PID: utime + stime of the whole process, in clock ticks.
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat") || die "process $1 is gone"
+    stat=${stat##*) }
+    local f
+    read -ra f <<<"$stat"
+    echo $((f[11] + f[12]))
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || die "process $1 is gone"; }
+
+calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# finish MEASURE: stores the median over rounds for each target.
+finish() {
+    local t r vals
+    for t in $TARGETS; do
+        vals=()
+        for ((r = 1; r <= ROUNDS; r++)); do
+            [[ -n ${RES[$1:$t:$r]:-} ]] && vals+=("${RES[$1:$t:$r]}")
+        done
+        ((${#vals[@]})) && RES[$1:$t]=$(median "${vals[@]}")
+    done
+    return 0
+}
+
+# added MEASURE: per round, target minus direct; then the median over rounds.
+added() {
+    has_target direct || return 0
+    local t r
+    for t in $TARGETS; do
+        [[ $t == direct ]] && continue
+        for ((r = 1; r <= ROUNDS; r++)); do
+            RES[added_$1:$t:$r]=$(calc "${RES[$1:$t:$r]} - ${RES[$1:direct:$r]}")
+        done
+    done
+    finish "added_$1"
+}
+
+measure_latency() {
+    local r t line summary
+    for ((r = 1; r <= ROUNDS; r++)); do
+        summary=""
+        for t in $TARGETS; do
+            run_loadgen "$t" latency --requests "$LATENCY_REQUESTS" --warmup "$LATENCY_WARMUP"
+            line=$LINE
+            RES[lat_p50:$t:$r]=$(kv p50_us "$line")
+            RES[lat_p99:$t:$r]=$(kv p99_us "$line")
+            summary+=" $t p50=${RES[lat_p50:$t:$r]} p99=${RES[lat_p99:$t:$r]}"
+        done
+        log "  latency round $r/$ROUNDS (µs):$summary"
+    done
+    finish lat_p50 && finish lat_p99 && added lat_p50 && added lat_p99
+}
+
+measure_ttfc() {
+    local r t line summary
+    for ((r = 1; r <= ROUNDS; r++)); do
+        summary=""
+        for t in $TARGETS; do
+            run_loadgen "$t" ttfc --requests "$TTFC_REQUESTS" --warmup "$TTFC_WARMUP"
+            line=$LINE
+            RES[ttfc_p50:$t:$r]=$(kv p50_us "$line")
+            RES[ttfc_p99:$t:$r]=$(kv p99_us "$line")
+            summary+=" $t p50=${RES[ttfc_p50:$t:$r]} p99=${RES[ttfc_p99:$t:$r]}"
+        done
+        log "  time to first chunk round $r/$ROUNDS (µs):$summary"
+    done
+    finish ttfc_p50 && finish ttfc_p99 && added ttfc_p50 && added ttfc_p99
+}
+
+measure_throughput() {
+    local r t line summary pid before after responses elapsed errors
+    for ((r = 1; r <= ROUNDS; r++)); do
+        summary=""
+        for t in $TARGETS; do
+            pid=$(target_pid "$t")
+            before=$(cpu_ticks "$pid")
+            run_loadgen "$t" throughput --connections "$CONNECTIONS" --duration-secs "$THROUGHPUT_SECS"
+            line=$LINE
+            after=$(cpu_ticks "$pid")
+            responses=$(kv responses "$line")
+            elapsed=$(kv elapsed_s "$line")
+            errors=$(($(kv errors "$line") + $(kv non200 "$line")))
+            ((errors == 0)) || log "bench: warning: $t had $errors errors or non-200 answers: $line"
+            ((responses > 0)) || die "no responses from $t under load: $line"
+            RES[rps:$t:$r]=$(kv rps "$line")
+            RES[cpu:$t:$r]=$(calc "($after - $before) * 1000000 / $CLK_TCK / $responses" 2)
+            RES[busy:$t:$r]=$(calc "($after - $before) * 100 / $CLK_TCK / $elapsed" 0)
+            summary+=" $t ${RES[rps:$t:$r]}/s ${RES[cpu:$t:$r]}µs/req core=${RES[busy:$t:$r]}%"
+        done
+        log "  throughput round $r/$ROUNDS:$summary"
+    done
+    finish rps && finish cpu && finish busy
+}
+
+# streams_rss TARGET: opens the streams through TARGET and reads its RSS while
+# they are all open.
+streams_rss() {
+    local t=$1 out=$TMP/streams-$1.out pid i line
+    taskset -c "$CLIENT_CORE" "$LOADGEN" streams --url "$(target_url "$t")" \
+        --header "$(target_header "$t")" --body "$(target_body "$t" hold)" --count "$STREAMS" \
+        --hold-secs "$HOLD_SECS" --timeout-secs "$STREAMS_READY_SECS" >"$out" 2>"$TMP/streams-$t.err" &
+    pid=$!
+    track "$pid" "loadgen streams"
+    for ((i = 0; i < STREAMS_READY_SECS * 20 + 40; i++)); do
+        line=$(cat "$out" 2>/dev/null || true)
+        [[ -n $line ]] && break
+        running "$pid" || break
+        sleep 0.05
+    done
+    if [[ $line != ready* ]]; then
+        cat "$TMP/streams-$t.err" >&2
+        proc_logs "$t"
+        die "$STREAMS streams through $t never became ready"
+    fi
+    RES[rss_streams:$t]=$(rss_kb "$(target_pid "$t")")
+    local failed
+    failed=$(kv failed "$line")
+    ((failed == 0)) || log "bench: warning: $failed of $STREAMS streams through $t failed"
+    log "  $STREAMS streams through $t: $line, RSS ${RES[rss_streams:$t]} kB"
+    stop_pid "$pid"
+}
+
+measure_memory() {
+    local t
+    for t in nginx gateway; do
+        has_target "$t" || continue
+        RES[rss_idle:$t]=$(rss_kb "$(target_pid "$t")")
+        streams_rss "$t"
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios. Each sets the SC_* variables: the gateway config template, what the
+# direct and nginx targets are sent (path, header, bodies: an upstream-dialect
+# request) and what the gateway is sent (OpenAI dialect), and the latency budget.
+# A new scenario (azure, bedrock, failover, limits) is one more function here
+# and its name in BENCH_SCENARIOS.
+
+# write_bodies DIR MODEL HOLD_MODEL: OpenAI chat requests (plain, stream, hold).
+write_bodies() {
+    mkdir -p "$1"
+    local messages='"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hi."}],"max_tokens":16,"temperature":0'
+    printf '{"model":"%s",%s}' "$2" "$messages" >"$1/plain.json"
+    printf '{"model":"%s",%s,"stream":true}' "$2" "$messages" >"$1/stream.json"
+    printf '{"model":"%s",%s,"stream":true}' "$3" "$messages" >"$1/hold.json"
+}
+
+scenario_openai() {
+    SC_TITLE="OpenAI → OpenAI"
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway.yaml.template
+    SC_UPSTREAM_PATH=/v1/chat/completions
+    SC_UPSTREAM_HEADER="Authorization: Bearer $UPSTREAM_KEY"
+    SC_UPSTREAM_BODIES=$TMP/openai
+    SC_GATEWAY_PATH=/v1/chat/completions
+    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
+    SC_GATEWAY_BODIES=$TMP/openai
+    SC_P50_MAX=1.5
+    SC_P99_MAX=2
+    write_bodies "$TMP/openai" bench-model bench-hold
+}
+
+# ---------------------------------------------------------------------------
+# Report.
+
+FAILS=0
+
+# value MEASURE TARGET: the stored median, or "-".
+value() { echo "${RES[$1:$2]:--}"; }
+
+ratio() {
+    local g=${RES[$1:gateway]:-} n=${RES[$1:nginx]:-}
+    if [[ -n $g && -n $n ]] && awk "BEGIN { exit !($n > 0) }"; then calc "$g / $n" 2; else echo -; fi
+}
+
+# verdict MEASURE CONDITION: sets VERDICT to PASS or FAIL by CONDITION (awk, over
+# g = gateway and n = nginx), or to "-" when a number is missing.
+verdict() {
+    local cond=$2 g=${RES[$1:gateway]:-} n=${RES[$1:nginx]:-}
+    if [[ -z $g ]] || { [[ $cond == *n* ]] && [[ -z $n ]]; }; then
+        VERDICT=-
+    elif awk -v g="$g" -v n="${n:-0}" "BEGIN { exit !($cond) }"; then
+        VERDICT=PASS
+    else
+        FAILS=$((FAILS + 1))
+        VERDICT=FAIL
+    fi
+}
+
+row() { printf '%-34s %10s %10s %10s %9s  %-32s %s\n' "$@"; }
+
+# line LABEL MEASURE [BUDGET COND]: one row with direct/nginx/gateway values.
+line() {
+    local label=$1 m=$2 budget=${3:-} cond=${4:-}
+    VERDICT=""
+    if [[ -n $cond ]]; then verdict "$m" "$cond"; fi
+    row "$label" "$(value "$m" direct)" "$(value "$m" nginx)" "$(value "$m" gateway)" \
+        "$(ratio "$m")" "$budget" "$VERDICT"
+}
+
+mb() { [[ -n ${RES[$1:$2]:-} ]] && calc "${RES[$1:$2]} * 1024 / 1000000" 1; }
+
+report() {
+    local t m
+    for m in rss_start rss_idle rss_streams; do
+        for t in nginx gateway; do
+            [[ -n ${RES[$m:$t]:-} ]] && RES[${m}_mb:$t]=$(mb "$m" "$t")
+        done
+    done
+    printf '\n== Switchyard benchmark: %s ==\n' "$SC_TITLE"
+    printf 'medians of %s alternating rounds; proxies pinned to core %s, client and fake upstream to core %s\n\n' \
+        "$ROUNDS" "$PROXY_CORE" "$CLIENT_CORE"
+    row "measure" "direct" "nginx" "gateway" "gw/nginx" "budget (DESIGN.md §6)" "verdict"
+    row "-------" "------" "-----" "-------" "--------" "---------------------" "-------"
+    line "latency p50 (µs)" lat_p50
+    line "latency p99 (µs)" lat_p99
+    line "added latency p50 (µs)" added_lat_p50 "gateway <= ${SC_P50_MAX}x nginx" "g <= $SC_P50_MAX * n"
+    line "added latency p99 (µs)" added_lat_p99 "gateway <= ${SC_P99_MAX}x nginx" "g <= $SC_P99_MAX * n"
+    line "CPU per request (µs)" cpu "gateway <= 2x nginx" "g <= 2 * n"
+    line "proxy core busy under load (%)" busy
+    line "throughput, $CONNECTIONS conns (req/s)" rps "gateway >= 0.6x nginx" "g >= 0.6 * n"
+    line "first chunk p50 (µs)" ttfc_p50
+    line "first chunk p99 (µs)" ttfc_p99
+    line "added first chunk p50 (µs)" added_ttfc_p50 "gateway <= nginx + 100 µs" "g <= n + 100"
+    line "added first chunk p99 (µs)" added_ttfc_p99
+    line "RSS right after start (MB)" rss_start_mb
+    line "RSS idle after load (MB)" rss_idle_mb
+    line "RSS with $STREAMS streams (MB)" rss_streams_mb "gateway < 50 MB" "g < 50"
+    printf '\nCPU, RSS: nginx worker process; gateway whole process; direct: the fake upstream.\n'
+    printf 'added = target minus direct, per round; gw/nginx compares the gateway column to nginx.\n'
+    local other=0
+    # Accounting differences can make a quiet machine look slightly negative.
+    ((NOISE_WINDOW > 0 && NOISE_OTHER > 0)) && other=$(calc "100 * $NOISE_OTHER / $NOISE_WINDOW" 1)
+    printf 'CPU used by other processes while measuring: %s%% of the machine\n' "$other"
+    if awk "BEGIN { exit !($other > 5) }"; then
+        printf 'WARNING: the machine was busy with other work; numbers are noisy, rerun when it is quiet\n'
+    fi
+}
+
+run_scenario() {
+    local name=$1
+    declare -F "scenario_$name" >/dev/null || die "unknown scenario '$name'"
+    "scenario_$name"
+    log "bench: scenario $name ($SC_TITLE); targets: $TARGETS"
+    for k in "${!RES[@]}"; do unset "RES[$k]"; done
+    NOISE_OTHER=0
+    NOISE_WINDOW=0
+    has_target nginx && RES[rss_start:nginx]=$NGINX_RSS_START
+    if has_target gateway; then
+        start_gateway "$SC_GATEWAY_CONFIG"
+        RES[rss_start:gateway]=$(rss_kb "$GATEWAY_PID")
+    fi
+    measure_latency
+    measure_ttfc
+    measure_throughput
+    measure_memory
+    has_target gateway && stop_gateway
+    report
+}
+
+stop_gateway() {
+    stop_pid "$GATEWAY_PID"
+}
+
+start_fake
+if has_target nginx; then
+    start_nginx
+fi
+
+started=$SECONDS
+for scenario in $SCENARIOS; do
+    run_scenario "$scenario"
+done
+printf '\nbench: done in %ss' $((SECONDS - started))
+if ((FAILS > 0)); then
+    printf '; %s budget(s) FAILED\n' "$FAILS"
+    [[ $STRICT == 1 ]] && exit 1
+else
+    printf '\n'
+fi
+exit 0

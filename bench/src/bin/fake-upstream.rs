@@ -1,0 +1,280 @@
+//! `fake-upstream`: a fast OpenAI-compatible fake for the benchmark, listening on
+//! 127.0.0.1 with TCP_NODELAY and HTTP/1.1 keep-alive.
+//!
+//! - `POST /v1/chat/completions` without `"stream": true`: a small fixed
+//!   `chat.completion` with `Content-Length` and `usage`.
+//! - the same with `"stream": true`: `text/event-stream`, chunked, one SSE event
+//!   per HTTP chunk (`--chunks` content events, `--delay-ms` apart, then a final
+//!   event with `finish_reason: "stop"` and `usage`, then `data: [DONE]`). When
+//!   the request names the model `bench-hold`, the stream stays open for
+//!   `--hold-ms` after its first event (or until the client goes away): the
+//!   harness uses it to hold 1,000 streams open while it reads memory use.
+//! - `GET /v1/models`: a one-model list.
+//!
+//! With `--api-key KEY`, requests without `Authorization: Bearer KEY` get 401, so
+//! a benchmark run proves the proxy in front really swapped the credential.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_bench::args::Args;
+use switchyard_bench::http::{read_request, Request, MAX_HEAD};
+use switchyard_bench::scan::{has_string, has_true};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+const USAGE: &str = "usage: fake-upstream --port PORT [--chunks 8] [--delay-ms 0] \
+[--hold-ms 10000] [--api-key KEY] [--threads 1]";
+
+/// The model name that makes a stream stay open for `--hold-ms`.
+const HOLD_MODEL: &str = "bench-hold";
+
+/// Prompt tokens reported in every `usage` object.
+const PROMPT_TOKENS: usize = 5;
+
+/// Everything a connection needs: behaviour settings and pre-built replies.
+struct Fake {
+    chunks: usize,
+    delay: Duration,
+    hold: Duration,
+    expected_auth: Option<String>,
+    completion: Vec<u8>,
+    models: Vec<u8>,
+    unauthorized: Vec<u8>,
+    not_found: Vec<u8>,
+    stream_head: Vec<u8>,
+    content_event: Vec<u8>,
+    stream_end: Vec<u8>,
+}
+
+/// One SSE event framed as its own HTTP chunk.
+fn chunk(event: &str) -> Vec<u8> {
+    let data = format!("data: {event}\n\n");
+    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+}
+
+/// A complete JSON response with `Content-Length`.
+fn json_response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn error_response(status: &str, message: &str, code: &str) -> Vec<u8> {
+    json_response(
+        status,
+        &format!(
+            r#"{{"error":{{"message":"{message}","type":"invalid_request_error","param":null,"code":"{code}"}}}}"#
+        ),
+    )
+}
+
+impl Fake {
+    fn new(chunks: usize, delay: Duration, hold: Duration, api_key: Option<String>) -> Fake {
+        let usage = |completion: usize| {
+            format!(
+                r#""usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{completion},"total_tokens":{}}}"#,
+                PROMPT_TOKENS + completion
+            )
+        };
+        let completion = format!(
+            r#"{{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"bench-model","choices":[{{"index":0,"message":{{"role":"assistant","content":"hi"}},"finish_reason":"stop"}}],{}}}"#,
+            usage(1)
+        );
+        let content_event = r#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#;
+        let final_event = format!(
+            r#"{{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{{}},"finish_reason":"stop"}}],{}}}"#,
+            usage(chunks)
+        );
+        let mut stream_end = chunk(&final_event);
+        stream_end.extend_from_slice(&chunk("[DONE]"));
+        stream_end.extend_from_slice(b"0\r\n\r\n");
+        Fake {
+            chunks,
+            delay,
+            hold,
+            expected_auth: api_key.map(|k| format!("Bearer {k}")),
+            completion: json_response("200 OK", &completion),
+            models: json_response(
+                "200 OK",
+                r#"{"object":"list","data":[{"id":"bench-model","object":"model","created":1,"owned_by":"bench"}]}"#,
+            ),
+            unauthorized: error_response("401 Unauthorized", "bad upstream key", "invalid_api_key"),
+            not_found: error_response("404 Not Found", "no such path", "not_found"),
+            stream_head: b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            content_event: chunk(content_event),
+            stream_end,
+        }
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        match &self.expected_auth {
+            None => true,
+            Some(expected) => req.authorization.as_deref() == Some(expected.as_str()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fake-upstream: {err}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args = Args::parse(
+        std::env::args().skip(1),
+        &[
+            "port", "chunks", "delay-ms", "hold-ms", "api-key", "threads",
+        ],
+    )?;
+    let port: u16 = args.required("port")?;
+    let chunks: usize = args.get("chunks", 8)?;
+    if chunks == 0 {
+        return Err("--chunks must be at least 1".into());
+    }
+    let threads: usize = args.get("threads", 1)?;
+    let api_key: Option<String> = args.optional("api-key")?;
+    let fake = Arc::new(Fake::new(
+        chunks,
+        Duration::from_millis(args.get("delay-ms", 0)?),
+        Duration::from_millis(args.get("hold-ms", 10_000)?),
+        api_key,
+    ));
+    let runtime = match threads {
+        0 => return Err("--threads must be at least 1".into()),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(port, fake))
+}
+
+async fn serve(port: u16, fake: Arc<Fake>) -> Result<(), String> {
+    let listener = listen(port).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    eprintln!("fake-upstream: listening on 127.0.0.1:{port}");
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, fake.clone()));
+            }
+            Err(err) => {
+                // Typically EMFILE under 1,000 streams with a low `ulimit -n`:
+                // say so, back off and keep serving the open connections.
+                eprintln!("fake-upstream: accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn listen(port: u16) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(([127, 0, 0, 1], port).into())?;
+    socket.listen(4096)
+}
+
+async fn connection(mut stream: TcpStream, fake: Arc<Fake>) {
+    if let Err(err) = serve_connection(&mut stream, &fake).await {
+        if err.kind() == std::io::ErrorKind::InvalidData {
+            eprintln!("fake-upstream: bad request: {err}");
+        }
+    }
+}
+
+async fn serve_connection(stream: &mut TcpStream, fake: &Fake) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(8 * 1024);
+    while let Some(req) = read_request(stream, &mut buf).await? {
+        if !fake.authorized(&req) {
+            stream.write_all(&fake.unauthorized).await?;
+        } else {
+            match (req.method.as_str(), req.path.as_str()) {
+                ("POST", "/v1/chat/completions") => {
+                    if has_true(&req.body, "stream") {
+                        let hold = has_string(&req.body, "model", HOLD_MODEL);
+                        if !stream_reply(stream, &mut buf, fake, hold).await? {
+                            return Ok(());
+                        }
+                    } else {
+                        stream.write_all(&fake.completion).await?;
+                    }
+                }
+                ("GET", "/v1/models") => stream.write_all(&fake.models).await?,
+                _ => stream.write_all(&fake.not_found).await?,
+            }
+        }
+        if !req.keep_alive {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a streamed answer, one event per write; returns false when the client
+/// went away while the stream was held open.
+async fn stream_reply(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    fake: &Fake,
+    hold: bool,
+) -> std::io::Result<bool> {
+    stream.write_all(&fake.stream_head).await?;
+    stream.write_all(&fake.content_event).await?;
+    if hold && !hold_open(stream, buf, fake.hold).await? {
+        return Ok(false);
+    }
+    for _ in 1..fake.chunks {
+        pause(fake.delay).await;
+        stream.write_all(&fake.content_event).await?;
+    }
+    pause(fake.delay).await;
+    stream.write_all(&fake.stream_end).await?;
+    Ok(true)
+}
+
+async fn pause(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Waits for `hold`, or until the client closes; returns false if it closed.
+/// Bytes a client sends meanwhile stay in `buf` for the next request.
+async fn hold_open(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    hold: Duration,
+) -> std::io::Result<bool> {
+    let deadline = tokio::time::Instant::now() + hold;
+    loop {
+        if buf.len() > MAX_HEAD {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "client sent too much while its stream was held",
+            ));
+        }
+        buf.reserve(4096);
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Ok(true),
+            read = stream.read_buf(buf) => {
+                if read? == 0 {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
