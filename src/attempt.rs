@@ -259,16 +259,14 @@ impl Attempt<'_> {
                 self.failed(record, Outcome::Http429, error)
             }
             401 | 403 => {
-                self.error_body(&mut exchange).await;
-                exchange.finish(&self.app.connector).await;
                 let error = ApiError::upstream_auth_failed(&self.target.provider.name);
-                self.failed(record, Outcome::Http4xx, error)
+                self.refused(record, exchange, Outcome::Http4xx, error)
+                    .await
             }
             404 => {
-                self.error_body(&mut exchange).await;
-                exchange.finish(&self.app.connector).await;
                 let error = ApiError::upstream_model_not_found(&self.target.provider.name);
-                self.failed(record, Outcome::Http4xx, error)
+                self.refused(record, exchange, Outcome::Http4xx, error)
+                    .await
             }
             400..=499 => {
                 let body = self.error_body(&mut exchange).await;
@@ -279,12 +277,25 @@ impl Attempt<'_> {
                 TryResult::Answered
             }
             _ => {
-                self.error_body(&mut exchange).await;
-                exchange.finish(&self.app.connector).await;
                 let error = ApiError::upstream_error(&format!("HTTP {status}"));
-                self.failed(record, Outcome::Http5xx, error)
+                self.refused(record, exchange, Outcome::Http5xx, error)
+                    .await
             }
         }
+    }
+
+    /// An upstream answer that fails this try over: drain it (so the connection
+    /// can be reused), then record the failure.
+    async fn refused(
+        &self,
+        record: &mut RequestRecord,
+        mut exchange: Exchange,
+        outcome: Outcome,
+        error: ApiError,
+    ) -> TryResult {
+        self.error_body(&mut exchange).await;
+        exchange.finish(&self.app.connector).await;
+        self.failed(record, outcome, error)
     }
 
     /// The body of an upstream error answer, or empty when it cannot be read.

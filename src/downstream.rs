@@ -77,14 +77,10 @@ pub async fn send_json(
     send_whole(session, record, h, body).await
 }
 
-/// Answers with an error envelope; a 429 also carries `retry-after(-ms)`. When the
-/// request body was not read, the connection is closed afterwards rather than
-/// reused with unread bytes in it.
+/// Answers with an error envelope; a 429 also carries `retry-after(-ms)`.
 pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
     record.error = error.code.clone();
-    if !session.is_body_done() {
-        session.set_keepalive(None);
-    }
+    settle_unread_body(session).await;
     let mut extra = Vec::new();
     if let Some(ms) = error.retry_after_ms {
         extra.push(("retry-after", ms.div_ceil(1000).max(1).to_string()));
@@ -96,6 +92,33 @@ pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error
     }
     // A failed write has already marked the record; there is nobody left to tell.
     let _ = send_json(session, record, error.status, &extra, error.body()).await;
+}
+
+/// Bodies up to this size are read and dropped before an early error answer.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+/// The longest wait for such a body.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Before answering a request whose body was not read: a small declared body is
+/// drained, so the connection stays usable and the client is not sent a reset in
+/// place of the answer; anything else closes the connection after the answer.
+async fn settle_unread_body(session: &mut Session) {
+    if session.is_body_done() {
+        return;
+    }
+    let small = session
+        .get_header("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n <= DRAIN_LIMIT);
+    let drained = small
+        && matches!(
+            tokio::time::timeout(DRAIN_TIMEOUT, session.drain_request_body()).await,
+            Ok(Ok(()))
+        );
+    if !drained {
+        session.set_keepalive(None);
+    }
 }
 
 /// Starts a chunked `text/event-stream` answer.

@@ -153,9 +153,17 @@ fn providers(
     Ok(out)
 }
 
-/// Refuses every field in `present` that a provider of type `kind` does not take.
-fn only_fields(kind: &str, present: &[(&str, bool)], at: &FieldPath) -> Checked<()> {
-    match present.iter().find(|(_, set)| *set) {
+/// Refuses every field set in `present` that is not in `allowed` for type `kind`.
+fn only_fields(
+    kind: &str,
+    present: &[(&str, bool)],
+    allowed: &[&str],
+    at: &FieldPath,
+) -> Checked<()> {
+    match present
+        .iter()
+        .find(|(field, set)| *set && !allowed.contains(field))
+    {
         Some((field, _)) => fault(
             at.key(field),
             format!("`{field}` is not valid for a provider of type `{kind}`"),
@@ -186,20 +194,19 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
     let session_token = secret::either(p.session_token, p.session_token_file, "session_token")
         .or_else(|m| fault(at.key("session_token"), m))?
         .filter(|s| !s.is_empty());
+    let present = [
+        ("base_url", p.base_url.is_some()),
+        ("endpoint", p.endpoint.is_some()),
+        ("api_version", p.api_version.is_some()),
+        ("region", p.region.is_some()),
+        ("api_key", api_key.is_some()),
+        ("access_key_id", p.access_key_id.is_some()),
+        ("secret_access_key", secret_access_key.is_some()),
+        ("session_token", session_token.is_some()),
+    ];
     let kind = match kind {
         "openai" => {
-            only_fields(
-                kind,
-                &[
-                    ("endpoint", p.endpoint.is_some()),
-                    ("api_version", p.api_version.is_some()),
-                    ("region", p.region.is_some()),
-                    ("access_key_id", p.access_key_id.is_some()),
-                    ("secret_access_key", secret_access_key.is_some()),
-                    ("session_token", session_token.is_some()),
-                ],
-                at,
-            )?;
+            only_fields(kind, &present, &["base_url", "api_key"], at)?;
             let base = p.base_url.map(|t| t.0);
             let base = base.as_deref().unwrap_or("https://api.openai.com/v1");
             let base_url = upstream_url(base).or_else(|m| fault(at.key("base_url"), m))?;
@@ -209,17 +216,7 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
             }
         }
         "azure" => {
-            only_fields(
-                kind,
-                &[
-                    ("base_url", p.base_url.is_some()),
-                    ("region", p.region.is_some()),
-                    ("access_key_id", p.access_key_id.is_some()),
-                    ("secret_access_key", secret_access_key.is_some()),
-                    ("session_token", session_token.is_some()),
-                ],
-                at,
-            )?;
+            only_fields(kind, &present, &["endpoint", "api_version", "api_key"], at)?;
             let endpoint = required(p.endpoint, at, "endpoint", kind)?;
             upstream_url(&endpoint.0).or_else(|m| fault(at.key("endpoint"), m))?;
             required(api_key, at, "api_key", kind)?;
@@ -228,9 +225,14 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
         "bedrock" => {
             only_fields(
                 kind,
+                &present,
                 &[
-                    ("base_url", p.base_url.is_some()),
-                    ("api_version", p.api_version.is_some()),
+                    "endpoint",
+                    "region",
+                    "api_key",
+                    "access_key_id",
+                    "secret_access_key",
+                    "session_token",
                 ],
                 at,
             )?;
@@ -250,20 +252,7 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
             return not_yet(at.key("type"), "the `bedrock` provider type");
         }
         "mock" => {
-            only_fields(
-                kind,
-                &[
-                    ("base_url", p.base_url.is_some()),
-                    ("endpoint", p.endpoint.is_some()),
-                    ("api_version", p.api_version.is_some()),
-                    ("region", p.region.is_some()),
-                    ("api_key", api_key.is_some()),
-                    ("access_key_id", p.access_key_id.is_some()),
-                    ("secret_access_key", secret_access_key.is_some()),
-                    ("session_token", session_token.is_some()),
-                ],
-                at,
-            )?;
+            only_fields(kind, &present, &[], at)?;
             ProviderKind::Mock
         }
         other => {

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::support::gateway::{config, Gateway, KEY};
-use crate::support::http::{exchange, post};
+use crate::support::http::{exchange, post, Response};
 use crate::support::upstream::{FakeUpstream, Reply};
 
 const PROVIDER_KEY: &str = "sk-provider-secret-55555";
@@ -16,6 +16,18 @@ fn upstream_config(base_url: &str, timeouts: &str) -> String {
             "providers:\n  up:\n    type: openai\n    base_url: {base_url}\n    api_key: {PROVIDER_KEY}\nmodels:\n  gpt-4o:\n    targets:\n      - {{ provider: up, model: gpt-4o-2024-08-06 }}\n{timeouts}"
         ),
     )
+}
+
+/// A minimal chat request for `gpt-4o`.
+async fn ask(gw: &Gateway) -> Response {
+    exchange(
+        gw.addr,
+        &post(
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[]}"#,
+        ),
+    )
+    .await
 }
 
 fn completion() -> serde_json::Value {
@@ -200,14 +212,7 @@ async fn upstream_auth_and_model_failures_are_the_gateways_fault() {
         let up = FakeUpstream::start(move |_| Reply::error(status, "whatever", "upstream says no"))
             .await;
         let gw = Gateway::start(&upstream_config(&up.url("/v1"), "")).await;
-        let r = exchange(
-            gw.addr,
-            &post(
-                "/v1/chat/completions",
-                r#"{"model":"gpt-4o","messages":[]}"#,
-            ),
-        )
-        .await;
+        let r = ask(&gw).await;
         assert_eq!(
             (r.status, r.error_code().as_str()),
             (502, code),
@@ -228,14 +233,7 @@ async fn upstream_rate_limits_become_429_with_retry_after() {
     })
     .await;
     let gw = Gateway::start(&upstream_config(&up.url("/v1"), "")).await;
-    let r = exchange(
-        gw.addr,
-        &post(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-4o","messages":[]}"#,
-        ),
-    )
-    .await;
+    let r = ask(&gw).await;
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (429, "rate_limit_exceeded")
@@ -255,14 +253,7 @@ async fn upstream_rate_limits_become_429_with_retry_after() {
     })
     .await;
     let gw = Gateway::start(&upstream_config(&quota.url("/v1"), "")).await;
-    let r = exchange(
-        gw.addr,
-        &post(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-4o","messages":[]}"#,
-        ),
-    )
-    .await;
+    let r = ask(&gw).await;
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (429, "insufficient_quota")
@@ -278,14 +269,7 @@ async fn a_silent_upstream_times_out_with_504() {
     ))
     .await;
     let started = std::time::Instant::now();
-    let r = exchange(
-        gw.addr,
-        &post(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-4o","messages":[]}"#,
-        ),
-    )
-    .await;
+    let r = ask(&gw).await;
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (504, "upstream_timeout")
@@ -296,14 +280,7 @@ async fn a_silent_upstream_times_out_with_504() {
         "routing:\n  timeouts: { first_byte: 10s, total: 200ms }\n",
     ))
     .await;
-    let r = exchange(
-        gw2.addr,
-        &post(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-4o","messages":[]}"#,
-        ),
-    )
-    .await;
+    let r = ask(&gw2).await;
     assert_eq!(r.status, 504);
     assert!(r.json()["error"]["message"]
         .as_str()
@@ -315,14 +292,7 @@ async fn a_silent_upstream_times_out_with_504() {
 async fn a_refused_connection_is_a_502() {
     let port = crate::support::free_port();
     let gw = Gateway::start(&upstream_config(&format!("http://127.0.0.1:{port}/v1"), "")).await;
-    let r = exchange(
-        gw.addr,
-        &post(
-            "/v1/chat/completions",
-            r#"{"model":"gpt-4o","messages":[]}"#,
-        ),
-    )
-    .await;
+    let r = ask(&gw).await;
     assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_error"));
     assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
     let log = &gw.log_lines(1).await[0];
@@ -335,14 +305,7 @@ async fn upstream_connections_are_reused() {
     let up = FakeUpstream::start(|_| Reply::ok(completion())).await;
     let gw = Gateway::start(&upstream_config(&up.url("/v1"), "")).await;
     for _ in 0..5 {
-        let r = exchange(
-            gw.addr,
-            &post(
-                "/v1/chat/completions",
-                r#"{"model":"gpt-4o","messages":[]}"#,
-            ),
-        )
-        .await;
+        let r = ask(&gw).await;
         assert_eq!(r.status, 200);
     }
     assert_eq!(up.received().len(), 5);
