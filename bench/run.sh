@@ -370,36 +370,31 @@ added() {
     finish "added_$1"
 }
 
-measure_latency() {
+# One percentile measure over every target and round: $1 result key prefix,
+# $2 loadgen subcommand, $3 requests, $4 warm-up requests, $5 label for the log.
+measure_percentiles() {
+    local key=$1 command=$2 requests=$3 warmup=$4 label=$5
     local r t line summary
     for ((r = 1; r <= ROUNDS; r++)); do
         summary=""
         for t in $TARGETS; do
-            run_loadgen "$t" latency --requests "$LATENCY_REQUESTS" --warmup "$LATENCY_WARMUP"
+            run_loadgen "$t" "$command" --requests "$requests" --warmup "$warmup"
             line=$LINE
-            RES[lat_p50:$t:$r]=$(kv p50_us "$line")
-            RES[lat_p99:$t:$r]=$(kv p99_us "$line")
-            summary+=" $t p50=${RES[lat_p50:$t:$r]} p99=${RES[lat_p99:$t:$r]}"
+            RES[${key}_p50:$t:$r]=$(kv p50_us "$line")
+            RES[${key}_p99:$t:$r]=$(kv p99_us "$line")
+            summary+=" $t p50=${RES[${key}_p50:$t:$r]} p99=${RES[${key}_p99:$t:$r]}"
         done
-        log "  latency round $r/$ROUNDS (µs):$summary"
+        log "  $label round $r/$ROUNDS (µs):$summary"
     done
-    finish lat_p50 && finish lat_p99 && added lat_p50 && added lat_p99
+    finish "${key}_p50" && finish "${key}_p99" && added "${key}_p50" && added "${key}_p99"
+}
+
+measure_latency() {
+    measure_percentiles lat latency "$LATENCY_REQUESTS" "$LATENCY_WARMUP" latency
 }
 
 measure_ttfc() {
-    local r t line summary
-    for ((r = 1; r <= ROUNDS; r++)); do
-        summary=""
-        for t in $TARGETS; do
-            run_loadgen "$t" ttfc --requests "$TTFC_REQUESTS" --warmup "$TTFC_WARMUP"
-            line=$LINE
-            RES[ttfc_p50:$t:$r]=$(kv p50_us "$line")
-            RES[ttfc_p99:$t:$r]=$(kv p99_us "$line")
-            summary+=" $t p50=${RES[ttfc_p50:$t:$r]} p99=${RES[ttfc_p99:$t:$r]}"
-        done
-        log "  time to first chunk round $r/$ROUNDS (µs):$summary"
-    done
-    finish ttfc_p50 && finish ttfc_p99 && added ttfc_p50 && added ttfc_p99
+    measure_percentiles ttfc ttfc "$TTFC_REQUESTS" "$TTFC_WARMUP" "time to first chunk"
 }
 
 measure_throughput() {
