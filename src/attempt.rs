@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::client_watch::{unless_client_leaves, Raced};
 use crate::config::{Model, ProviderKind, Target};
+use crate::dialect::azure::Azure;
 use crate::dialect::mock::{self, MockAnswer};
 use crate::dialect::openai::OpenAi;
 use crate::dialect::{ClientEvent, Dialect};
@@ -70,10 +71,10 @@ pub async fn run(
             limits: Limits::new(&model.timeouts, deadline),
             started: Instant::now(),
         };
-        attempt.begin(record);
         let result = match &target.provider.kind {
             ProviderKind::Mock => attempt.mock(session, record).await,
             ProviderKind::OpenAi { .. } => attempt.upstream(session, record, &OpenAi).await,
+            ProviderKind::Azure { .. } => attempt.upstream(session, record, &Azure).await,
         };
         match result {
             TryResult::Answered => return,
@@ -156,6 +157,7 @@ impl Attempt<'_> {
     }
 
     async fn mock(&self, session: &mut Session, record: &mut RequestRecord) -> TryResult {
+        self.begin(record);
         let answer = match mock::answer(self.request, &self.target.model, &record.request_id) {
             Ok(answer) => answer,
             Err(error) => {
@@ -201,11 +203,19 @@ impl Attempt<'_> {
         record: &mut RequestRecord,
         dialect: &dyn Dialect,
     ) -> TryResult {
+        // A request this target cannot take (say, a field its api-version refuses)
+        // is not a try: nothing was sent, so nothing is recorded.
         let encoded = match dialect.encode(self.request, self.target, &record.request_id) {
             Ok(encoded) => encoded,
-            Err(error) => return self.failed(record, Outcome::ConnectError, error),
+            Err(error) => {
+                return TryResult::Failed {
+                    error,
+                    retryable: true,
+                }
+            }
         };
-        let ProviderKind::OpenAi { base_url, .. } = &self.target.provider.kind else {
+        self.begin(record);
+        let Some(base_url) = self.target.provider.kind.upstream_url() else {
             return self.failed(record, Outcome::ConnectError, ApiError::internal());
         };
         let resolve = self.app.state.dns.resolve(&base_url.host, base_url.port);
@@ -258,15 +268,25 @@ impl Attempt<'_> {
                 let error = ApiError::upstream_rate_limited(kind, wait.as_millis() as u64);
                 self.failed(record, Outcome::Http429, error)
             }
-            401 | 403 => {
-                let error = ApiError::upstream_auth_failed(&self.target.provider.name);
-                self.refused(record, exchange, Outcome::Http4xx, error)
-                    .await
-            }
-            404 => {
-                let error = ApiError::upstream_model_not_found(&self.target.provider.name);
-                self.refused(record, exchange, Outcome::Http4xx, error)
-                    .await
+            401 | 403 | 404 => {
+                // The gateway's own configuration is wrong (credential, endpoint,
+                // deployment, api-version): the operator needs the upstream's words
+                // and the URL that failed, so they go to the log.
+                let body = self.error_body(&mut exchange).await;
+                exchange.finish(&self.app.connector).await;
+                log::warn!(
+                    "request {}: {} answered HTTP {status} to {}: {}",
+                    record.request_id,
+                    self.target.id,
+                    encoded.header.uri,
+                    dialect.client_error(status, &body).message
+                );
+                let error = if status == 404 {
+                    ApiError::upstream_model_not_found(&self.target.provider.name)
+                } else {
+                    ApiError::upstream_auth_failed(&self.target.provider.name)
+                };
+                self.failed(record, Outcome::Http4xx, error)
             }
             400..=499 => {
                 let body = self.error_body(&mut exchange).await;
@@ -493,7 +513,9 @@ fn rate_limit_kind(upstream_kind: &str) -> &'static str {
     }
 }
 
-/// `retry-after-ms` (milliseconds) or `retry-after` (seconds) of an upstream answer.
+/// `retry-after-ms` (milliseconds) or `retry-after` (seconds) of an upstream answer;
+/// zero, negative (Azure has sent `-1` in its rate-limit headers) or unreadable
+/// values count as absent.
 fn retry_after(header: &pingora::http::ResponseHeader) -> Option<Duration> {
     let value = |name: &str| {
         header
@@ -501,7 +523,7 @@ fn retry_after(header: &pingora::http::ResponseHeader) -> Option<Duration> {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
+            .filter(|v| v.is_finite() && *v > 0.0)
     };
     value("retry-after-ms")
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))

@@ -19,6 +19,18 @@ pub fn bearer(header: Option<&[u8]>) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
+/// The key an Azure-style request presents: its `api-key` header, else a bearer
+/// token (the `AzureOpenAI` SDK sends the former, Entra-style clients the latter).
+pub fn azure_key<'a>(
+    api_key: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
+    api_key
+        .map(<[u8]>::trim_ascii)
+        .filter(|k| !k.is_empty())
+        .or_else(|| bearer(authorization))
+}
+
 /// The configured key whose secret equals `presented`, checking all of them.
 pub fn find_key<'c>(config: &'c Config, presented: &[u8]) -> Option<&'c VirtualKey> {
     let mut found = None;
@@ -41,5 +53,19 @@ mod tests {
         assert_eq!(bearer(Some(b"Basic abc")), None);
         assert_eq!(bearer(Some(b"Bearer ")), None);
         assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn azure_requests_present_api_key_or_bearer() {
+        assert_eq!(
+            azure_key(Some(b" sk-a "), Some(b"Bearer sk-b")),
+            Some(&b"sk-a"[..])
+        );
+        assert_eq!(
+            azure_key(Some(b""), Some(b"Bearer sk-b")),
+            Some(&b"sk-b"[..])
+        );
+        assert_eq!(azure_key(None, Some(b"Bearer sk-b")), Some(&b"sk-b"[..]));
+        assert_eq!(azure_key(None, None), None);
     }
 }

@@ -16,7 +16,6 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::app::App;
-use crate::config::ProviderKind;
 
 /// How long one lookup may take in the background refresh.
 const REFRESH_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,7 +91,7 @@ impl DnsRefresh {
     async fn refresh_all(&self) {
         let config = self.app.config();
         for provider in config.providers.values() {
-            if let ProviderKind::OpenAi { base_url, .. } = &provider.kind {
+            if let Some(base_url) = provider.kind.upstream_url() {
                 if base_url.host.parse::<IpAddr>().is_err() {
                     self.app
                         .state

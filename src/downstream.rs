@@ -79,7 +79,7 @@ pub async fn send_json(
 
 /// Answers with an error envelope; a 429 also carries `retry-after(-ms)`.
 pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
-    record.error = error.code.clone();
+    record.error = error.code.as_deref().map(str::to_string);
     settle_unread_body(session).await;
     let mut extra = Vec::new();
     if let Some(ms) = error.retry_after_ms {
@@ -153,7 +153,7 @@ pub async fn send_chunk(
 /// Ends a stream that failed after its header went out: one error event, then the
 /// end of the answer, never a `[DONE]` that would make a truncated answer look whole.
 pub async fn fail_stream(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
-    record.error = error.code.clone();
+    record.error = error.code.as_deref().map(str::to_string);
     let _ = send_chunk(session, record, error.sse_event(), true).await;
 }
 

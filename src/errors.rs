@@ -5,17 +5,22 @@
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 /// One error answer: HTTP status plus the four keys of OpenAI's `error` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
     pub kind: String,
-    pub code: Option<String>,
-    pub param: Option<String>,
+    // Boxed strings keep `ApiError` small: it is the error type of many `Result`s.
+    pub code: Option<Box<str>>,
+    pub param: Option<Box<str>>,
     pub message: String,
     /// Seconds and milliseconds to wait, for 429 answers (`retry-after`, `retry-after-ms`).
     pub retry_after_ms: Option<u64>,
+    /// An upstream's `innererror` object as JSON text (Azure's content-filter
+    /// verdict), sent as `error.innererror` next to the four keys.
+    pub inner_error: Option<Box<str>>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +35,8 @@ struct Body<'a> {
     kind: &'a str,
     param: Option<&'a str>,
     code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    innererror: Option<&'a RawValue>,
 }
 
 impl ApiError {
@@ -37,16 +44,17 @@ impl ApiError {
         ApiError {
             status,
             kind: kind.to_string(),
-            code: Some(code.to_string()),
+            code: Some(code.into()),
             param: None,
             message: message.into(),
             retry_after_ms: None,
+            inner_error: None,
         }
     }
 
     /// Names the request field at fault.
     pub fn with_param(mut self, param: &str) -> Self {
-        self.param = Some(param.to_string());
+        self.param = Some(param.into());
         self
     }
 
@@ -70,14 +78,24 @@ impl ApiError {
         )
     }
 
-    /// 401: no key, or a key the gateway does not know. The key is never echoed.
-    pub fn invalid_api_key(missing: bool) -> Self {
-        let message = if missing {
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-        } else {
-            "Incorrect API key provided."
-        };
-        Self::new(401, "invalid_request_error", "invalid_api_key", message)
+    /// 401: no key; `how` says where the endpoint takes it.
+    pub fn missing_api_key(how: &str) -> Self {
+        Self::new(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            format!("You didn't provide an API key. Send it as {how}."),
+        )
+    }
+
+    /// 401: a key the gateway does not know. The key is never echoed.
+    pub fn invalid_api_key() -> Self {
+        Self::new(
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+            "Incorrect API key provided.",
+        )
     }
 
     /// 413: the body is larger than `max_request_bytes`.
@@ -93,6 +111,15 @@ impl ApiError {
     /// 400 for a malformed request.
     pub fn invalid_request(code: &str, message: impl Into<String>) -> Self {
         Self::new(400, "invalid_request_error", code, message)
+    }
+
+    /// 400: an Azure-style request without `?api-version=`, which Azure requires.
+    pub fn missing_api_version() -> Self {
+        Self::invalid_request(
+            "missing_field",
+            "Missing required query parameter: 'api-version' (for example ?api-version=2024-10-21).",
+        )
+        .with_param("api-version")
     }
 
     /// 404 for a model the gateway does not serve (or that the key may not see).
@@ -199,6 +226,10 @@ impl ApiError {
                 kind: &self.kind,
                 param: self.param.as_deref(),
                 code: self.code.as_deref(),
+                innererror: self
+                    .inner_error
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<&RawValue>(text).ok()),
             },
         };
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
@@ -220,7 +251,7 @@ mod tests {
 
     #[test]
     fn envelope_has_all_four_keys_even_when_null() {
-        let e = ApiError::invalid_api_key(true);
+        let e = ApiError::invalid_api_key();
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         let obj = v["error"].as_object().unwrap();
         let mut keys: Vec<_> = obj.keys().map(String::as_str).collect();

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::errors::ApiError;
+use crate::json_members::quoted;
 
 /// The two body-carrying OpenAI operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,9 @@ pub struct LlmRequest {
     pub operation: Operation,
     pub body: Bytes,
     pub model: String,
-    model_span: Range<usize>,
+    /// Where `model` is in `body`; `None` when the model came from the URL and
+    /// the body has none.
+    model_span: Option<Range<usize>>,
     pub stream: bool,
     pub include_usage: bool,
     /// `max_completion_tokens`, else `max_tokens`.
@@ -60,24 +63,50 @@ struct StreamOptions {
 impl LlmRequest {
     /// Decodes the routing fields, answering 400 for a body OpenAI would refuse.
     pub fn parse(operation: Operation, body: Bytes) -> Result<LlmRequest, ApiError> {
-        let fields: Fields = serde_json::from_slice(&body).map_err(|e| {
+        Self::parse_with(operation, body, None)
+    }
+
+    /// Like [`parse`](Self::parse) for Azure's URL shape, where the model is named
+    /// in the path: `model` in the body is optional and ignored, as Azure does.
+    pub fn parse_for_model(
+        operation: Operation,
+        body: Bytes,
+        model: &str,
+    ) -> Result<LlmRequest, ApiError> {
+        Self::parse_with(operation, body, Some(model))
+    }
+
+    fn parse_with(
+        operation: Operation,
+        body: Bytes,
+        path_model: Option<&str>,
+    ) -> Result<LlmRequest, ApiError> {
+        let not_json = |detail: String| {
             ApiError::invalid_request(
                 "invalid_json",
-                format!("The request body is not a valid JSON object: {e}."),
+                format!("The request body is not a valid JSON object: {detail}."),
             )
-        })?;
-        let Some(model_raw) = fields.model else {
-            return Err(missing("model"));
         };
-        let model: String = decode(model_raw, "model", "a string")?;
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(not_json("it does not start with `{`".into()));
+        }
+        let fields: Fields = serde_json::from_slice(&body).map_err(|e| not_json(e.to_string()))?;
+        let span_of = |raw: &RawValue| {
+            let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+            start..start + raw.get().len()
+        };
+        let model_span = fields.model.map(span_of);
+        let model = match (path_model, fields.model) {
+            (Some(name), _) => name.to_string(),
+            (None, None) => return Err(missing("model")),
+            (None, Some(raw)) => decode(raw, "model", "a string")?,
+        };
         if model.is_empty() {
             return Err(
                 ApiError::invalid_request("invalid_value", "'model' must not be empty.")
                     .with_param("model"),
             );
         }
-        let start = model_raw.get().as_ptr() as usize - body.as_ptr() as usize;
-        let model_span = start..start + model_raw.get().len();
         let stream = optional::<bool>(fields.stream, "stream", "a boolean")?.unwrap_or(false);
         let include_usage = match fields.stream_options {
             Some(raw) if raw.get() != "null" => {
@@ -118,16 +147,35 @@ impl LlmRequest {
         })
     }
 
-    /// The body with `model` replaced by `target_model`; every other byte kept.
+    /// The body with `model` set to `target_model`; every other byte kept.
     pub fn body_with_model(&self, target_model: &str) -> Bytes {
-        if target_model == self.model {
-            return self.body.clone();
+        let quoted = quoted(target_model);
+        let mut out = BytesMut::with_capacity(self.body.len() + quoted.len() + 10);
+        match &self.model_span {
+            Some(span) if self.body[span.clone()] == *quoted.as_bytes() => {
+                return self.body.clone()
+            }
+            Some(span) => {
+                out.extend_from_slice(&self.body[..span.start]);
+                out.extend_from_slice(quoted.as_bytes());
+                out.extend_from_slice(&self.body[span.end..]);
+            }
+            None => {
+                // `parse` checked that the body is an object: insert after its `{`.
+                let open = self.body.iter().position(|b| *b == b'{').unwrap_or(0);
+                let empty = self.body[open + 1..]
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    == Some(&b'}');
+                out.extend_from_slice(&self.body[..=open]);
+                out.extend_from_slice(b"\"model\":");
+                out.extend_from_slice(quoted.as_bytes());
+                if !empty {
+                    out.extend_from_slice(b",");
+                }
+                out.extend_from_slice(&self.body[open + 1..]);
+            }
         }
-        let quoted = serde_json::to_string(target_model).unwrap_or_default();
-        let mut out = BytesMut::with_capacity(self.body.len() + quoted.len());
-        out.extend_from_slice(&self.body[..self.model_span.start]);
-        out.extend_from_slice(quoted.as_bytes());
-        out.extend_from_slice(&self.body[self.model_span.end..]);
         out.freeze()
     }
 }
@@ -210,8 +258,42 @@ mod tests {
     }
 
     #[test]
+    fn a_model_named_in_the_path_replaces_or_joins_the_body() {
+        let op = Operation::ChatCompletions;
+        let req =
+            LlmRequest::parse_for_model(op, Bytes::from_static(br#" { "messages":[] }"#), "m1")
+                .unwrap();
+        assert_eq!(req.model, "m1");
+        assert_eq!(
+            &req.body_with_model("dep")[..],
+            br#" {"model":"dep", "messages":[] }"#
+        );
+        let req = LlmRequest::parse_for_model(
+            op,
+            Bytes::from_static(br#"{"model":7,"messages":[]}"#),
+            "m1",
+        )
+        .unwrap();
+        assert_eq!(req.model, "m1");
+        assert_eq!(
+            &req.body_with_model("dep")[..],
+            br#"{"model":"dep","messages":[]}"#
+        );
+        let req = LlmRequest::parse_for_model(
+            Operation::Embeddings,
+            Bytes::from_static(br#"{"input":"x"}"#),
+            "e",
+        )
+        .unwrap();
+        assert_eq!(
+            &req.body_with_model("e")[..],
+            br#"{"model":"e","input":"x"}"#
+        );
+    }
+
+    #[test]
     fn refuses_bad_bodies_with_the_right_code() {
-        let code = |b: &str| chat(b).unwrap_err().code.unwrap();
+        let code = |b: &str| chat(b).unwrap_err().code.unwrap().to_string();
         assert_eq!(code("not json"), "invalid_json");
         assert_eq!(code("[1,2]"), "invalid_json");
         assert_eq!(code(r#"{"messages":[]}"#), "missing_field");

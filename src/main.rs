@@ -19,6 +19,7 @@ mod endpoint;
 mod errors;
 mod gateway;
 mod glob;
+mod json_members;
 mod llm_request;
 mod metrics;
 mod models;

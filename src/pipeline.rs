@@ -1,6 +1,7 @@
 //! The request pipeline of DESIGN.md §3, in the contract's check order:
 //! path/method (404/405) → key (401) → body size (413) → JSON (400) → model (404)
-//! → allow-list (403) → the attempt loop.
+//! → allow-list (403) → the attempt loop. Azure-style paths take their key from
+//! `api-key` (or Bearer), their model from the URL, and need `api-version`.
 
 use std::time::UNIX_EPOCH;
 
@@ -35,14 +36,21 @@ async fn serve(
     let config = app.config();
     let header = session.req_header();
     let endpoint = Endpoint::classify(header.method.as_str(), header.uri.path())?;
-    let presented = auth::bearer(session.get_header("authorization").map(|v| v.as_bytes()));
-    let Some(presented) = presented else {
-        return Err(ApiError::invalid_api_key(true));
+    let has_api_version = header.uri.query().is_some_and(names_api_version);
+    let authorization = session.get_header("authorization").map(|v| v.as_bytes());
+    let presented = if endpoint.is_azure() {
+        let api_key = session.get_header("api-key").map(|v| v.as_bytes());
+        auth::azure_key(api_key, authorization).ok_or_else(|| {
+            ApiError::missing_api_key("'api-key: <key>' or 'Authorization: Bearer <key>'")
+        })?
+    } else {
+        auth::bearer(authorization)
+            .ok_or_else(|| ApiError::missing_api_key("'Authorization: Bearer <key>'"))?
     };
-    let key = auth::find_key(&config, presented).ok_or_else(|| ApiError::invalid_api_key(false))?;
+    let key = auth::find_key(&config, presented).ok_or_else(ApiError::invalid_api_key)?;
     record.key = Some(key.name.clone());
     let created = config_created(&config);
-    let operation = match endpoint {
+    let (operation, path_model) = match endpoint {
         Endpoint::ListModels => {
             let body = models::list(&config, key, created);
             let _ = downstream::send_json(session, record, 200, &[], body).await;
@@ -53,14 +61,19 @@ async fn serve(
             let _ = downstream::send_json(session, record, 200, &[], body).await;
             return Ok(());
         }
-        Endpoint::ChatCompletions => Operation::ChatCompletions,
-        Endpoint::Embeddings => Operation::Embeddings,
+        Endpoint::ChatCompletions => (Operation::ChatCompletions, None),
+        Endpoint::Embeddings => (Operation::Embeddings, None),
+        Endpoint::Deployment(operation, name) => (operation, Some(name)),
     };
     let limit = config.max_request_bytes;
     let body = body::read(session, limit)
         .await
         .map_err(|e| e.to_api_error(limit))?;
-    let request = LlmRequest::parse(operation, body)?;
+    let request = match path_model {
+        Some(_) if !has_api_version => return Err(ApiError::missing_api_version()),
+        Some(name) => LlmRequest::parse_for_model(operation, body, &name)?,
+        None => LlmRequest::parse(operation, body)?,
+    };
     record.model = Some(request.model.clone());
     record.stream = Some(request.stream);
     let model = config
@@ -73,6 +86,15 @@ async fn serve(
     }
     attempt::run(app, session, record, &request, model).await;
     Ok(())
+}
+
+/// Whether a query string carries a non-empty `api-version` (its value is not
+/// checked: the upstream's version is the target's, not the client's).
+fn names_api_version(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        pair.strip_prefix("api-version=")
+            .is_some_and(|v| !v.is_empty())
+    })
 }
 
 /// The `created` time reported for configured models: when the config was loaded.

@@ -12,6 +12,7 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use secret::Secret;
 pub use types::*;
 
 /// Why a config file was refused.

@@ -192,20 +192,130 @@ fn targets_follow_their_provider_type() {
     assert!(e.message.contains("unknown provider type"), "{e}");
 }
 
+/// BASE with an Azure provider, and `gpt-4o` sent to `target` on it.
+fn with_azure(provider: &str, target: &str) -> String {
+    BASE.replacen(
+        "  demo:\n    type: mock\n",
+        &format!("  demo:\n    type: mock\n  azure-eu:\n    type: azure\n{provider}"),
+        1,
+    )
+    .replace("{ provider: openai, model: gpt-4o-2024 }", target)
+}
+
+const AZURE: &str =
+    "    endpoint: https://x.openai.azure.com\n    api_key: k\n    api_version: \"2024-10-21\"\n";
+
+#[test]
+fn azure_providers_load_with_their_version_and_deployment() {
+    let c = load_text(&with_azure(
+        AZURE,
+        "{ provider: azure-eu, deployment: gpt-4o-prod, api_version: 2025-01-01-preview }",
+    ))
+    .unwrap();
+    let target = &c.models["gpt-4o"].targets[0];
+    assert_eq!(target.id, "azure-eu/gpt-4o-prod");
+    assert_eq!(target.model, "gpt-4o-prod");
+    assert_eq!(
+        target.api_version.as_ref().unwrap().to_string(),
+        "2025-01-01-preview"
+    );
+    match &target.provider.kind {
+        ProviderKind::Azure {
+            endpoint,
+            api_key,
+            api_version,
+        } => {
+            assert_eq!(endpoint.host, "x.openai.azure.com");
+            assert_eq!(api_key.expose(), "k");
+            assert_eq!(api_version.to_string(), "2024-10-21");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn azure_mistakes_are_named_with_their_line() {
+    let target = "{ provider: azure-eu, deployment: gpt-4o-prod }";
+    let cases = [
+        (
+            with_azure(
+                &AZURE.replace("    api_version: \"2024-10-21\"\n", ""),
+                target,
+            ),
+            "providers.azure-eu",
+            "needs `api_version`",
+        ),
+        (
+            with_azure(&AZURE.replace("2024-10-21", "latest"), target),
+            "providers.azure-eu.api_version",
+            "expected a dated one",
+        ),
+        (
+            with_azure(&AZURE.replace("azure.com", "azure.com/openai"), target),
+            "providers.azure-eu.endpoint",
+            "resource URL only",
+        ),
+        (
+            with_azure(
+                &AZURE.replace("azure.com", "azure.com/openai/deployments/gpt-4o"),
+                target,
+            ),
+            "providers.azure-eu.endpoint",
+            "resource URL only",
+        ),
+        (
+            with_azure(&AZURE.replace("azure.com", "azure.com/openai/v1"), target),
+            "providers.azure-eu.endpoint",
+            "type `openai`",
+        ),
+        (
+            with_azure(&AZURE.replace("api_key: k", "base_url: https://y"), target),
+            "providers.azure-eu.base_url",
+            "not valid for a provider of type `azure`",
+        ),
+        (
+            with_azure(AZURE, "{ provider: azure-eu, model: gpt-4o }"),
+            "models.gpt-4o.targets[0].model",
+            "name the `deployment`",
+        ),
+        (
+            with_azure(AZURE, "{ provider: azure-eu }"),
+            "models.gpt-4o.targets[0]",
+            "needs `deployment`",
+        ),
+        (
+            with_azure(AZURE, "{ provider: azure-eu, deployment: gpt-4o/chat }"),
+            "models.gpt-4o.targets[0].deployment",
+            "not an Azure deployment name",
+        ),
+        (
+            with_azure(
+                AZURE,
+                "{ provider: azure-eu, deployment: d, api_version: v1 }",
+            ),
+            "models.gpt-4o.targets[0].api_version",
+            "expected a dated one",
+        ),
+        (
+            with_azure(AZURE, "{ provider: openai, deployment: d }"),
+            "models.gpt-4o.targets[0].deployment",
+            "`openai` takes `model`",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let e = error(&text);
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.message.contains(message), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+}
+
 #[test]
 fn later_features_are_refused_by_name() {
     let cases = [
         (
             BASE.replace("    models: [\"gpt-*\"]", "    rate_limit: { requests_per_minute: 10 }"),
             "rate_limit",
-        ),
-        (
-            BASE.replacen(
-                "  demo:\n    type: mock\n",
-                "  demo:\n    type: mock\n  azure-eu:\n    type: azure\n    endpoint: https://x.openai.azure.com\n    api_key: k\n",
-                1,
-            ),
-            "azure",
         ),
         (
             BASE.replace(

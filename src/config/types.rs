@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::secret::Secret;
+use crate::dialect::azure::ApiVersion;
 use crate::glob::Glob;
 
 /// One loaded config file.
@@ -58,8 +59,28 @@ pub enum ProviderKind {
         base_url: UpstreamUrl,
         api_key: Option<Secret>,
     },
+    /// An Azure OpenAI resource, called on its classic deployments surface.
+    Azure {
+        /// The resource URL (`https://NAME.openai.azure.com`), maybe behind a path prefix.
+        endpoint: UpstreamUrl,
+        /// Sent as `api-key`, never as `Authorization`.
+        api_key: Secret,
+        /// The provider's default; a target may override it.
+        api_version: ApiVersion,
+    },
     /// Answers inside the gateway: demos, tests and health checks.
     Mock,
+}
+
+impl ProviderKind {
+    /// Where the provider is reached over HTTP; `None` for the in-process mock.
+    pub fn upstream_url(&self) -> Option<&UpstreamUrl> {
+        match self {
+            ProviderKind::OpenAi { base_url, .. } => Some(base_url),
+            ProviderKind::Azure { endpoint, .. } => Some(endpoint),
+            ProviderKind::Mock => None,
+        }
+    }
 }
 
 /// A parsed `http(s)://host[:port][/base/path]`.
@@ -99,11 +120,13 @@ pub struct Model {
 /// One upstream a model may be sent to.
 #[derive(Debug)]
 pub struct Target {
-    /// Stable identity: `name`, or `<provider>/<model>`.
+    /// Stable identity: `name`, or `<provider>/<model or deployment>`.
     pub id: String,
     pub provider: Arc<Provider>,
-    /// The model id the upstream knows.
+    /// The model id the upstream knows; for Azure, the deployment name.
     pub model: String,
+    /// Azure only: this target's api-version when it overrides the provider's.
+    pub api_version: Option<ApiVersion>,
     pub price: Option<Price>,
 }
 

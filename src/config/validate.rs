@@ -12,6 +12,7 @@ use super::locate::FieldPath;
 use super::schema::*;
 use super::secret;
 use super::types::*;
+use crate::dialect::azure::ApiVersion;
 use crate::glob::Glob;
 
 /// A rule broken at `path`.
@@ -218,9 +219,19 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
         "azure" => {
             only_fields(kind, &present, &["endpoint", "api_version", "api_key"], at)?;
             let endpoint = required(p.endpoint, at, "endpoint", kind)?;
-            upstream_url(&endpoint.0).or_else(|m| fault(at.key("endpoint"), m))?;
-            required(api_key, at, "api_key", kind)?;
-            return not_yet(at.key("type"), "the `azure` provider type");
+            let endpoint = azure_endpoint(&endpoint.0).or_else(|m| fault(at.key("endpoint"), m))?;
+            let api_key = required(api_key, at, "api_key", kind)?;
+            if api_key.is_empty() {
+                return fault(at.key("api_key"), "must not be empty");
+            }
+            let api_version = required(p.api_version, at, "api_version", kind)?;
+            let api_version =
+                ApiVersion::parse(&api_version.0).or_else(|m| fault(at.key("api_version"), m))?;
+            ProviderKind::Azure {
+                endpoint,
+                api_key,
+                api_version,
+            }
         }
         "bedrock" => {
             only_fields(
@@ -269,6 +280,25 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
         name: name.to_string(),
         kind,
     })
+}
+
+/// An Azure resource URL. The gateway appends `/openai/deployments/...` itself, so
+/// an endpoint that already carries part of that path (the most common Azure
+/// misconfiguration) is refused here rather than answered 404 at request time.
+fn azure_endpoint(text: &str) -> Result<UpstreamUrl, String> {
+    let url = upstream_url(text)?;
+    let path = url.base_path.to_ascii_lowercase();
+    if path.ends_with("/openai/v1") {
+        return Err(format!(
+            "`{text}` is Azure's v1 surface, which speaks plain OpenAI: use a provider of type `openai` with this `base_url`, or give the resource URL without `/openai/v1`"
+        ));
+    }
+    if path.ends_with("/openai") || path.contains("/openai/") || path.contains("/deployments") {
+        return Err(format!(
+            "`{text}` must be the resource URL only (like https://NAME.openai.azure.com); the gateway adds /openai/deployments/DEPLOYMENT/... itself"
+        ));
+    }
+    Ok(url)
 }
 
 /// Parses a provider URL: `http://` or `https://`, a host, an optional port and path.
@@ -425,27 +455,38 @@ fn target(
     providers: &BTreeMap<String, Arc<Provider>>,
     at: &FieldPath,
 ) -> Checked<Target> {
-    let provider_name = t.provider.0;
+    let provider_name = t.provider.0.clone();
     let Some(provider) = providers.get(&provider_name) else {
         return fault(
             at.key("provider"),
             format!("provider `{provider_name}` is not defined under `providers`"),
         );
     };
-    if t.deployment.is_some() {
-        return fault(
-            at.key("deployment"),
-            "`deployment` is only for targets of an `azure` provider; use `model`",
-        );
-    }
-    if t.api_version.is_some() {
-        return fault(
-            at.key("api_version"),
-            "`api_version` is only for targets of an `azure` provider",
-        );
-    }
-    let Some(model) = t.model.map(|m| m.0).filter(|m| !m.is_empty()) else {
-        return fault(at.clone(), "a target needs `model`");
+    let is_azure = matches!(provider.kind, ProviderKind::Azure { .. });
+    let (model, api_version) = if is_azure {
+        azure_target(&t, &provider_name, at)?
+    } else {
+        if t.deployment.is_some() {
+            return fault(
+                at.key("deployment"),
+                format!("`deployment` is only for targets of an `azure` provider; `{provider_name}` takes `model`"),
+            );
+        }
+        if t.api_version.is_some() {
+            return fault(
+                at.key("api_version"),
+                "`api_version` is only for targets of an `azure` provider",
+            );
+        }
+        let Some(model) = t
+            .model
+            .as_ref()
+            .map(|m| m.0.clone())
+            .filter(|m| !m.is_empty())
+        else {
+            return fault(at.clone(), "a target needs `model`");
+        };
+        (model, None)
     };
     if t.priority.is_some_and(|p| p.0 == 0) {
         return fault(at.key("priority"), "must be at least 1");
@@ -472,8 +513,48 @@ fn target(
         id,
         provider: provider.clone(),
         model,
+        api_version,
         price,
     })
+}
+
+/// An Azure target's deployment and its api-version override.
+fn azure_target(
+    t: &RawTarget,
+    provider_name: &str,
+    at: &FieldPath,
+) -> Checked<(String, Option<ApiVersion>)> {
+    if t.model.is_some() {
+        return fault(
+            at.key("model"),
+            format!(
+                "`{provider_name}` is an `azure` provider: name the `deployment`, not a `model`"
+            ),
+        );
+    }
+    let Some(deployment) = &t.deployment else {
+        return fault(
+            at.clone(),
+            format!("a target of the `azure` provider `{provider_name}` needs `deployment`"),
+        );
+    };
+    let deployment = deployment.0.clone();
+    let valid = !deployment.is_empty()
+        && deployment.len() <= 64
+        && deployment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return fault(
+            at.key("deployment"),
+            format!("`{deployment}` is not an Azure deployment name (1 to 64 letters, digits, `-`, `_` or `.`)"),
+        );
+    }
+    let api_version = match &t.api_version {
+        Some(v) => Some(ApiVersion::parse(&v.0).or_else(|m| fault(at.key("api_version"), m))?),
+        None => None,
+    };
+    Ok((deployment, api_version))
 }
 
 /// Every fallback names a defined model, and following fallbacks never loops.

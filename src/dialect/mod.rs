@@ -5,14 +5,18 @@
 //! [`ResponseTranslator`] interfaces, so adding Azure or Bedrock adds a module, not a
 //! branch in the pipeline.
 
+pub mod azure;
+pub mod error_envelope;
 pub mod mock;
 pub mod openai;
 pub mod sse;
+#[cfg(test)]
+mod vectors;
 
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 
-use crate::config::Target;
+use crate::config::{Target, UpstreamUrl};
 use crate::errors::ApiError;
 use crate::llm_request::LlmRequest;
 use crate::record::Usage;
@@ -81,4 +85,63 @@ pub trait Dialect: Sync {
     fn client_error(&self, status: u16, body: &[u8]) -> ApiError;
     /// Whether an upstream 429 means the account's quota is gone (not retryable).
     fn is_quota_exhausted(&self, body: &[u8]) -> bool;
+    /// The request of an active health check for `target`: one that costs nothing
+    /// (a listing, never a completion) and proves the credential and the URL work.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the active health checker (issue 5) sends it")
+    )]
+    fn health_probe(&self, target: &Target) -> Result<RequestHeader, ApiError>;
+}
+
+/// The header of a JSON `POST` to `url` + `path`, without credentials: what every
+/// HTTP dialect sends the same way.
+pub fn json_post(
+    url: &UpstreamUrl,
+    path: &str,
+    body_len: usize,
+    stream: bool,
+    request_id: &str,
+) -> pingora::Result<RequestHeader> {
+    let mut h = RequestHeader::build(
+        "POST",
+        format!("{}{path}", url.base_path).as_bytes(),
+        Some(8),
+    )?;
+    h.insert_header("host", url.authority())?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body_len.to_string())?;
+    h.insert_header("accept-encoding", "identity")?;
+    h.insert_header(
+        "accept",
+        if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+    )?;
+    h.insert_header("x-request-id", request_id)?;
+    Ok(h)
+}
+
+/// The header of a `GET` to `url` + `path`, without credentials (health probes).
+pub fn get(url: &UpstreamUrl, path: &str) -> pingora::Result<RequestHeader> {
+    let mut h = RequestHeader::build(
+        "GET",
+        format!("{}{path}", url.base_path).as_bytes(),
+        Some(4),
+    )?;
+    h.insert_header("host", url.authority())?;
+    h.insert_header("accept", "application/json")?;
+    h.insert_header("accept-encoding", "identity")?;
+    Ok(h)
+}
+
+/// Logs why an upstream request could not be built; the client gets a 500.
+pub fn build_failed(target: &Target, error: pingora::BError) -> ApiError {
+    log::error!(
+        "cannot build the upstream request for {}: {error}",
+        target.id
+    );
+    ApiError::internal()
 }

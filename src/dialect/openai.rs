@@ -3,14 +3,20 @@
 //! Requests pass through with only `model` replaced (see `llm_request.rs`); answers
 //! pass through unchanged, but stream events are parsed so the gateway knows when
 //! content starts, what usage was reported and whether the stream ended cleanly.
+//! Stream chunks that carry no answer and no usage (Azure's filter annotations,
+//! also sent by Azure-backed "OpenAI-compatible" servers) are dropped.
 
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::error_envelope;
 use super::sse::SseParser;
-use super::{ClientEvent, Dialect, ResponseTranslator, UpstreamRequest, WholeAnswer};
+use super::{
+    build_failed, get, json_post, ClientEvent, Dialect, ResponseTranslator, UpstreamRequest,
+    WholeAnswer,
+};
 use crate::config::{ProviderKind, Target};
 use crate::errors::ApiError;
 use crate::llm_request::{LlmRequest, Operation};
@@ -35,33 +41,13 @@ impl Dialect for OpenAi {
         };
         let body = request.body_with_model(&target.model);
         let build = || -> pingora::Result<RequestHeader> {
-            let mut h = RequestHeader::build(
-                "POST",
-                format!("{}{path}", base_url.base_path).as_bytes(),
-                Some(8),
-            )?;
-            h.insert_header("host", base_url.authority())?;
-            h.insert_header("content-type", "application/json")?;
-            h.insert_header("content-length", body.len().to_string())?;
-            h.insert_header("accept-encoding", "identity")?;
-            h.insert_header(
-                "accept",
-                if request.stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )?;
-            h.insert_header("x-request-id", request_id)?;
+            let mut h = json_post(base_url, path, body.len(), request.stream, request_id)?;
             if let Some(key) = api_key {
                 h.insert_header("authorization", format!("Bearer {}", key.expose()))?;
             }
             Ok(h)
         };
-        let header = build().map_err(|e| {
-            log::error!("cannot build the upstream request for {}: {e}", target.id);
-            ApiError::internal()
-        })?;
+        let header = build().map_err(|e| build_failed(target, e))?;
         Ok(UpstreamRequest { header, body })
     }
 
@@ -70,54 +56,25 @@ impl Dialect for OpenAi {
     }
 
     fn client_error(&self, status: u16, body: &[u8]) -> ApiError {
-        match serde_json::from_slice::<ErrorEnvelope>(body) {
-            Ok(ErrorEnvelope { error }) => ApiError {
-                status,
-                kind: error.kind.unwrap_or_else(|| "invalid_request_error".into()),
-                code: error.code.and_then(code_text),
-                param: error.param,
-                message: error.message.unwrap_or_default(),
-                retry_after_ms: None,
-            },
-            Err(_) => ApiError {
-                status,
-                kind: "invalid_request_error".into(),
-                code: None,
-                param: None,
-                message: format!("The upstream provider refused the request (HTTP {status})."),
-                retry_after_ms: None,
-            },
-        }
+        error_envelope::read(status, body)
     }
 
     fn is_quota_exhausted(&self, body: &[u8]) -> bool {
-        serde_json::from_slice::<ErrorEnvelope>(body).is_ok_and(|e| {
-            e.error.kind.as_deref() == Some("insufficient_quota")
-                || e.error.code.and_then(code_text).as_deref() == Some("insufficient_quota")
-        })
+        error_envelope::is_quota_exhausted(body)
     }
-}
 
-#[derive(Deserialize)]
-struct ErrorEnvelope {
-    error: ErrorFields,
-}
-
-#[derive(Deserialize)]
-struct ErrorFields {
-    message: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    param: Option<String>,
-    code: Option<serde_json::Value>,
-}
-
-/// OpenAI codes are strings, some compatible servers send numbers.
-fn code_text(code: serde_json::Value) -> Option<String> {
-    match code {
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    fn health_probe(&self, target: &Target) -> Result<RequestHeader, ApiError> {
+        let ProviderKind::OpenAi { base_url, api_key } = &target.provider.kind else {
+            return Err(ApiError::internal());
+        };
+        let build = || -> pingora::Result<RequestHeader> {
+            let mut h = get(base_url, "/models")?;
+            if let Some(key) = api_key {
+                h.insert_header("authorization", format!("Bearer {}", key.expose()))?;
+            }
+            Ok(h)
+        };
+        build().map_err(|e| build_failed(target, e))
     }
 }
 
@@ -156,6 +113,16 @@ struct ChunkView<'a> {
 struct ChoiceView<'a> {
     #[serde(borrow)]
     delta: Option<DeltaView<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+impl ChoiceView<'_> {
+    /// A delta or a finish reason: what app code reads from `choices[0]`. Azure's
+    /// filter annotations carry neither.
+    fn is_answer(&self) -> bool {
+        self.delta.is_some() || self.finish_reason.is_some_and(|r| r.get() != "null")
+    }
 }
 
 #[derive(Deserialize)]
@@ -221,8 +188,16 @@ impl ResponseTranslator for Passthrough {
             }
             let view: ChunkView = serde_json::from_slice(&data)
                 .map_err(|e| format!("the upstream sent an event that is not JSON: {e}"))?;
+            let has_usage = view.usage.is_some();
             if let Some(usage) = view.usage {
                 self.usage = Some(usage.into());
+            }
+            if !has_usage && view.error.is_none() && !view.choices.iter().any(ChoiceView::is_answer)
+            {
+                // Azure's prompt-filter and async-filter annotations: no choice an
+                // app could read and no usage. Dropped, so `chunk.choices[0].delta`
+                // never fails in app code (DESIGN.md §2).
+                continue;
             }
             let content = view
                 .choices

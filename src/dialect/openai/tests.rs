@@ -1,26 +1,12 @@
 //! Golden tests for the OpenAI dialect against real recordings in `../shared/vectors/`.
 
 use super::*;
-use serde_yaml::Value;
-
-const CASSETTES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/fixtures/envoy-ai-gateway/cassettes"
-);
+use crate::dialect::vectors;
 
 /// `(request body, response status, response body)` of a cassette's first interaction.
 fn cassette(name: &str) -> (String, u64, String) {
-    let text = std::fs::read_to_string(format!("{CASSETTES}/{name}")).unwrap();
-    let doc: Value = serde_yaml::from_str(&text).unwrap();
-    let interaction = &doc["interactions"][0];
-    (
-        interaction["request"]["body"].as_str().unwrap().to_string(),
-        interaction["response"]["code"].as_u64().unwrap(),
-        interaction["response"]["body"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    )
+    let i = vectors::cassette(name);
+    (i.request_body, i.status, i.response_body)
 }
 
 fn translate_stream(body: &str, piece: usize) -> (Vec<ClientEvent>, Passthrough) {
