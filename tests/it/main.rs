@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_and_log;
+mod azure;
 mod config_cli;
 mod errors;
 mod mock_provider;
