@@ -33,6 +33,8 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 const MAX_ERROR_BYTES: usize = 1024 * 1024;
 /// Content-free stream events held back before committing anyway.
 const MAX_HELD_EVENTS: usize = 32;
+/// How long the upstream body may take to end after its `[DONE]`.
+const DRAIN_AFTER_DONE: Duration = Duration::from_secs(1);
 /// `retry-after` assumed for an upstream 429 that names none.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -271,15 +273,27 @@ impl Attempt<'_> {
             401 | 403 | 404 => {
                 // The gateway's own configuration is wrong (credential, endpoint,
                 // deployment, api-version): the operator needs the upstream's words
-                // and the URL that failed, so they go to the log.
+                // and the URL that failed, so they go to the log — unless the
+                // words quote the credential, as OpenAI's 401 does.
                 let body = self.error_body(&mut exchange).await;
                 exchange.finish(&self.app.connector).await;
+                let said = dialect.client_error(status, &body).message;
+                let quoted = self
+                    .target
+                    .provider
+                    .kind
+                    .credential()
+                    .is_some_and(|c| c.quoted_in(&said));
                 log::warn!(
                     "request {}: {} answered HTTP {status} to {}: {}",
                     record.request_id,
                     self.target.id,
                     encoded.header.uri,
-                    dialect.client_error(status, &body).message
+                    if quoted {
+                        "(message withheld: it quotes the provider credential)"
+                    } else {
+                        &said
+                    }
                 );
                 let error = if status == 404 {
                     ApiError::upstream_model_not_found(&self.target.provider.name)
@@ -401,8 +415,10 @@ impl Attempt<'_> {
                 None => translator.finish(&mut events),
             };
             seen_event |= !events.is_empty();
+            let mut answered = false;
             for event in events.drain(..) {
                 let error_event = event.error;
+                answered |= event.done;
                 if committed {
                     if self.forward(session, record, event).await.is_err() {
                         return self.client_left(record);
@@ -428,7 +444,9 @@ impl Attempt<'_> {
                     return TryResult::Answered;
                 }
             }
-            if let Err(e) = translated {
+            // After `[DONE]` the client has its whole answer; what the upstream
+            // sends later cannot change it.
+            if let (Err(e), false) = (translated, answered) {
                 log::warn!("upstream {} stream: {e}", self.target.id);
                 if committed {
                     return self
@@ -441,28 +459,36 @@ impl Attempt<'_> {
                 }
                 return self.failure(record, Failure::Stream(e));
             }
-            if chunk.is_none() {
-                if !committed
-                    && self
-                        .commit(session, record, &extra, &mut held)
-                        .await
-                        .is_err()
-                {
-                    return self.client_left(record);
-                }
-                self.note(record, Some(Outcome::Success));
-                record.usage = translator.usage();
-                record.price = self.target.price;
-                exchange.finish(&self.app.connector).await;
-                if downstream::send_chunk(session, record, Bytes::new(), true)
+            if chunk.is_none() && !committed {
+                if self
+                    .commit(session, record, &extra, &mut held)
                     .await
                     .is_err()
                 {
-                    record.client_gone = true;
+                    return self.client_left(record);
                 }
+                answered = true;
+            }
+            if answered || chunk.is_none() {
+                self.note(record, Some(Outcome::Success));
+                record.usage = translator.usage();
+                record.price = self.target.price;
+                downstream::end_whole_stream(session).await;
+                self.drain(exchange, chunk.is_none()).await;
                 return TryResult::Answered;
             }
         }
+    }
+
+    /// Releases an upstream whose answer is complete. Once `[DONE]` is out the
+    /// client may hang up at once (SDKs do), so the rest of the upstream body is
+    /// read without watching the client, briefly, only to keep the connection.
+    async fn drain(&self, mut exchange: Exchange, ended: bool) {
+        if !ended {
+            let rest = exchange.read_to_end(&self.limits, MAX_ERROR_BYTES);
+            let _ = tokio::time::timeout(DRAIN_AFTER_DONE, rest).await;
+        }
+        exchange.finish(&self.app.connector).await;
     }
 
     /// Writes the stream header and the held-back events.

@@ -150,6 +150,14 @@ pub async fn send_chunk(
     gone_on_error(record, result)
 }
 
+/// Ends a stream whose answer the client already has whole (`[DONE]` is out). A
+/// client that hung up right after `[DONE]` did nothing wrong: not a 499.
+pub async fn end_whole_stream(session: &mut Session) {
+    if let Err(e) = session.write_response_body(Some(Bytes::new()), true).await {
+        log::debug!("closing a finished stream: {e}");
+    }
+}
+
 /// Ends a stream that failed after its header went out: one error event, then the
 /// end of the answer, never a `[DONE]` that would make a truncated answer look whole.
 pub async fn fail_stream(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {

@@ -9,6 +9,9 @@ use serde::{de::Error as _, Deserialize, Deserializer};
 
 use super::expand::Text;
 
+/// The shortest piece of a secret that counts as quoting it.
+pub const QUOTE_WINDOW: usize = 6;
+
 /// A credential read from the config or from a `<field>_file`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -22,6 +25,20 @@ impl Secret {
     /// The value itself, for the one place that must send or compare it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `text` quotes this secret, whole or any piece of [`QUOTE_WINDOW`]
+    /// characters of it (providers echo refused keys partly masked, like
+    /// `sk-abc***xyz`), so upstream messages can be checked before they are logged.
+    pub fn quoted_in(&self, text: &str) -> bool {
+        let secret = self.0.as_bytes();
+        if secret.is_empty() {
+            return false;
+        }
+        let window = QUOTE_WINDOW.min(secret.len());
+        secret
+            .windows(window)
+            .any(|piece| memchr::memmem::find(text.as_bytes(), piece).is_some())
     }
 
     /// True for an empty value (`${VAR:-}` with VAR unset).
@@ -81,6 +98,16 @@ pub fn either(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_whole_and_partly_masked_quotes() {
+        let key = Secret::new("sk-upstream-0123456789abcdef");
+        assert!(key.quoted_in("Incorrect API key provided: sk-upstream-0123456789abcdef."));
+        assert!(key.quoted_in("Incorrect API key provided: sk-ups*****************cdef."));
+        assert!(!key.quoted_in("Access denied due to invalid subscription key."));
+        assert!(Secret::new("abc").quoted_in("key abc refused"));
+        assert!(!Secret::new("").quoted_in("anything"));
+    }
 
     #[test]
     fn debug_and_display_redact() {

@@ -81,6 +81,15 @@ impl ProviderKind {
             ProviderKind::Mock => None,
         }
     }
+
+    /// The credential the gateway presents to this provider, if any.
+    pub fn credential(&self) -> Option<&Secret> {
+        match self {
+            ProviderKind::OpenAi { api_key, .. } => api_key.as_ref(),
+            ProviderKind::Azure { api_key, .. } => Some(api_key),
+            ProviderKind::Mock => None,
+        }
+    }
 }
 
 /// A parsed `http(s)://host[:port][/base/path]`.

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::support::gateway::{check_config, config, Gateway, KEY};
 use crate::support::http::{exchange, post, request, Conn, Events, Response};
-use crate::support::upstream::{FakeUpstream, Recorded, Reply};
+use crate::support::upstream::{FakeUpstream, Recorded, Reply, StreamEnd};
 
 const AZURE_KEY: &str = "azure-provider-key-31337";
 
@@ -140,7 +140,7 @@ async fn azure_filter_chunks_are_dropped_from_streams() {
     let up = FakeUpstream::start(move |_| Reply::Stream {
         events: script.clone(),
         gate: None,
-        cut: false,
+        end: StreamEnd::Clean,
     })
     .await;
     let gw = Gateway::start(&azure_config(&up.url(""))).await;

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::support::gateway::{config, Gateway};
 use crate::support::http::{post, Conn, Events};
-use crate::support::upstream::{chunk_event, FakeUpstream, Reply};
+use crate::support::upstream::{chunk_event, FakeUpstream, Reply, StreamEnd};
 
 fn stream_config(base_url: &str) -> String {
     config(
@@ -52,7 +52,7 @@ async fn events_are_forwarded_one_by_one_in_lockstep() {
     let up = FakeUpstream::start(move |_| Reply::Stream {
         events: script.clone(),
         gate: Some(gate.clone()),
-        cut: false,
+        end: StreamEnd::Clean,
     })
     .await;
     let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
@@ -82,7 +82,7 @@ async fn a_stream_cut_after_content_ends_with_an_error_event() {
     let up = FakeUpstream::start(|_| Reply::Stream {
         events: vec![chunk_event("partial")],
         gate: None,
-        cut: true,
+        end: StreamEnd::Cut,
     })
     .await;
     let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
@@ -102,7 +102,7 @@ async fn a_stream_cut_before_content_is_a_clean_502() {
     let up = FakeUpstream::start(|_| Reply::Stream {
         events: vec![],
         gate: None,
-        cut: true,
+        end: StreamEnd::Cut,
     })
     .await;
     let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
@@ -121,7 +121,7 @@ async fn a_stalled_stream_hits_the_idle_timeout() {
     let up = FakeUpstream::start(move |_| Reply::Stream {
         events: vec![chunk_event("first"), chunk_event("never")],
         gate: Some(gate.clone()),
-        cut: false,
+        end: StreamEnd::Clean,
     })
     .await;
     let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
@@ -139,7 +139,7 @@ async fn a_client_that_leaves_mid_stream_stops_the_upstream() {
     let up = FakeUpstream::start(move |_| Reply::Stream {
         events: vec![chunk_event("first"), chunk_event("never sent")],
         gate: Some(gate.clone()),
-        cut: false,
+        end: StreamEnd::Clean,
     })
     .await;
     let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
@@ -155,4 +155,39 @@ async fn a_client_that_leaves_mid_stream_stops_the_upstream() {
         .expect("the upstream connection was not closed");
     let log = &gw.log_lines(1).await[0];
     assert_eq!(log["status"], 499);
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_right_after_done_got_a_whole_answer() {
+    // SDKs close the connection as soon as they read `[DONE]`; the upstream may
+    // end its body later. The request succeeded, with its usage.
+    let usage = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":15,\"completion_tokens\":78,\"total_tokens\":93}}\n\n";
+    let up = FakeUpstream::start(move |_| Reply::Stream {
+        events: vec![
+            chunk_event("whole"),
+            usage.to_string(),
+            "data: [DONE]\n\n".to_string(),
+        ],
+        gate: None,
+        end: StreamEnd::Late(Duration::from_millis(400)),
+    })
+    .await;
+    let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
+    let mut stream = open_stream(&gw).await;
+    let mut last = String::new();
+    while last != "[DONE]" {
+        last = stream
+            .next()
+            .await
+            .unwrap()
+            .expect("the stream ended before [DONE]");
+    }
+    drop(stream);
+    let log = &gw.log_lines(1).await[0];
+    assert_eq!(log["status"], 200, "{log}");
+    assert_eq!(
+        (log["input_tokens"].as_u64(), log["output_tokens"].as_u64()),
+        (Some(15), Some(78))
+    );
+    assert!(log["error"].is_null(), "{log}");
 }

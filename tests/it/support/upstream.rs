@@ -34,6 +34,16 @@ impl Recorded {
     }
 }
 
+/// How a scripted stream's body ends.
+pub enum StreamEnd {
+    /// The terminating chunk right after the last event.
+    Clean,
+    /// The connection closes instead: a broken stream.
+    Cut,
+    /// The terminating chunk only after this long (an upstream slow to finish).
+    Late(Duration),
+}
+
 /// How the fake answers one request.
 pub enum Reply {
     /// A complete answer with `content-length`.
@@ -47,8 +57,8 @@ pub enum Reply {
     Stream {
         events: Vec<String>,
         gate: Option<Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>>,
-        /// Close the connection after the events instead of ending the body.
-        cut: bool,
+        /// How the body ends after the events.
+        end: StreamEnd,
     },
     /// Never answer (until the connection is closed by the gateway).
     Silence,
@@ -220,7 +230,7 @@ async fn write_reply(reader: &mut BufReader<TcpStream>, reply: Reply) -> bool {
             stream.write_all(head.as_bytes()).await.is_ok()
                 && stream.write_all(body.as_bytes()).await.is_ok()
         }
-        Reply::Stream { events, gate, cut } => {
+        Reply::Stream { events, gate, end } => {
             let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\nset-cookie: upstream=1\r\n\r\n";
             if stream.write_all(head.as_bytes()).await.is_err() {
                 return false;
@@ -246,8 +256,10 @@ async fn write_reply(reader: &mut BufReader<TcpStream>, reply: Reply) -> bool {
                     return false;
                 }
             }
-            if cut {
-                return false;
+            match end {
+                StreamEnd::Clean => {}
+                StreamEnd::Cut => return false,
+                StreamEnd::Late(wait) => tokio::time::sleep(wait).await,
             }
             stream.write_all(b"0\r\n\r\n").await.is_ok()
         }
