@@ -7,7 +7,11 @@ config written for the session. Two kinds of provider sit behind it:
 * `fake-openai` (`type: openai`): a small OpenAI-compatible HTTP/1.1 server written
   here (threads, keep-alive, TCP_NODELAY) that records every request it receives,
   so tests can check what reached the upstream. Its behaviour is chosen by the
-  upstream model name the gateway writes into the body (see `FakeOpenAI`).
+  upstream model name the gateway writes into the body (see `FakeOpenAI`);
+* `azure-*` (`type: azure`): a fake Azure OpenAI resource on the same plumbing that
+  checks Azure's URL shape, `api-version` and `api-key`, and answers with bodies and
+  stream chunks recorded from the real service. Its behaviour is chosen by the
+  deployment named in the URL (see `FakeAzure`).
 
 Everything binds 127.0.0.1 only; the gateway is stopped by its PID at teardown.
 """
@@ -15,6 +19,8 @@ Everything binds 127.0.0.1 only; the gateway is stopped by its PID at teardown.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import os
 import secrets
@@ -25,7 +31,9 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -42,7 +50,11 @@ LOG_WAIT_S = 5.0
 FULL_KEY = "sk-sy-e2e-full-" + secrets.token_hex(16)
 RESTRICTED_KEY = "sk-sy-e2e-restricted-" + secrets.token_hex(16)
 PROVIDER_KEY = "sk-upstream-e2e-" + secrets.token_hex(16)
-ALL_SECRETS = (FULL_KEY, RESTRICTED_KEY, PROVIDER_KEY)
+# Azure resource keys are 32 hex digits. The fake resource accepts AZURE_KEY only;
+# AZURE_WRONG_KEY is configured on one provider to provoke Azure's 401.
+AZURE_KEY = secrets.token_hex(16)
+AZURE_WRONG_KEY = secrets.token_hex(16)
+ALL_SECRETS = (FULL_KEY, RESTRICTED_KEY, PROVIDER_KEY, AZURE_KEY, AZURE_WRONG_KEY)
 
 # Prices of the `gpt-4o` target, USD per million tokens (for `cost_usd`).
 GPT4O_PRICE_IN = 2.5
@@ -89,7 +101,10 @@ class RecordedRequest:
 
     def __init__(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes):
         self.method = method
-        self.path = path
+        self.path = path  # as requested, query included
+        parts = urllib.parse.urlsplit(path)
+        self.url_path = parts.path
+        self.query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         self.header_list = headers
         self.headers = {}
         for name, value in headers:
@@ -103,6 +118,9 @@ class RecordedRequest:
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
         return values[0] if values else None
+
+    def query_values(self, name: str) -> list[str]:
+        return self.query.get(name, [])
 
     def raw_text(self) -> str:
         """Request line, every header and the body, for "secret never forwarded" checks."""
@@ -131,16 +149,25 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
     return [((seed + i * 7) % 64) / 64.0 - 0.5 for i in range(dimensions)]
 
 
-class FakeOpenAIHandler(BaseHTTPRequestHandler):
+class RecordingHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 plumbing shared by the fake upstreams: bodies, JSON, SSE chunks."""
+
     protocol_version = "HTTP/1.1"  # keep-alive: the gateway pools its connections
     disable_nagle_algorithm = True  # TCP_NODELAY: stream events leave at once
     timeout = 30  # an idle keep-alive connection is closed after this
-    server: "FakeOpenAIServer"
+    server: "RecordingServer"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # keep pytest output clean
 
-    # -- plumbing --------------------------------------------------------------------
+    def provider_headers(self) -> dict[str, str]:
+        """Headers the imitated provider adds to every JSON answer."""
+        return {}
+
+    def _record(self, method: str, body: bytes = b"") -> RecordedRequest:
+        rec = RecordedRequest(method, self.path, list(self.headers.items()), body)
+        self.server.record(rec)
+        return rec
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
@@ -157,30 +184,96 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send_json(self, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode()
+        self._send_body(status, json.dumps(payload).encode(), extra)
+
+    def _send_body(self, status: int, body: bytes, extra: dict[str, str] | None = None) -> None:
+        """A JSON answer of exactly these bytes (recorded bodies are replayed as is)."""
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
-        # Headers a real provider sends that must not reach the app.
-        self.send_header("x-request-id", "req_upstream_" + secrets.token_hex(4))
-        self.send_header("openai-processing-ms", "3")
-        self.send_header("openai-organization", "org-e2e-secret")
-        self.send_header("set-cookie", "__cf_bm=e2e; path=/")
-        self.send_header("x-ratelimit-remaining-requests", "4999")
-        for name, value in (extra or {}).items():
+        for name, value in {**self.provider_headers(), **(extra or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+        self.wfile.flush()
+
+    def _start_stream(self, headers: dict[str, str]) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
         self.wfile.flush()
 
     def _send_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def _send_event(self, data: bytes) -> None:
+        """One SSE `data:` event in its own HTTP chunk."""
+        self._send_chunk(b"data: " + data + b"\n\n")
+        time.sleep(0.005)  # separate TCP segments, as a real model would produce
+
+    def _end_stream(self, gap: float | None = 0.0) -> None:
+        """`data: [DONE]`, then the end of the chunked body: `gap` seconds later, or
+        in the same write (one TCP segment) when `gap` is None."""
+        done = b"data: [DONE]\n\n"
+        if gap is None:
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+        else:
+            self._send_chunk(done)
+            if gap:
+                time.sleep(gap)
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class RecordingServer(ThreadingHTTPServer):
+    """A fake upstream on a free 127.0.0.1 port that keeps every request it got."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, handler: type[RecordingHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.requests: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(rec)
+
+    def received(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self.requests)
+
+    def by_request_id(self, request_id: str) -> list[RecordedRequest]:
+        return [r for r in self.received() if r.header("x-request-id") == request_id]
+
+
+class FakeOpenAIHandler(RecordingHandler):
+    server: "FakeOpenAIServer"
+
+    def provider_headers(self) -> dict[str, str]:
+        # Headers a real provider sends that must not reach the app.
+        return {
+            "x-request-id": "req_upstream_" + secrets.token_hex(4),
+            "openai-processing-ms": "3",
+            "openai-organization": "org-e2e-secret",
+            "set-cookie": "__cf_bm=e2e; path=/",
+            "x-ratelimit-remaining-requests": "4999",
+        }
+
     # -- routes ----------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802
-        self.server.record(RecordedRequest("GET", self.path, list(self.headers.items()), b""))
+        self._record("GET")
         if self.path.rstrip("/") == "/v1/models":
             self._send_json(200, {"object": "list", "data": []})
         else:
@@ -188,9 +281,7 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                                             "param": None, "code": None}})
 
     def do_POST(self) -> None:  # noqa: N802
-        body = self._read_body()
-        rec = RecordedRequest("POST", self.path, list(self.headers.items()), body)
-        self.server.record(rec)
+        rec = self._record("POST", self._read_body())
         req = rec.json or {}
         model = req.get("model")
         if model == UP_UNAUTHORIZED:
@@ -232,21 +323,13 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
 
     def _stream_chat(self, req: dict) -> None:
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("x-request-id", "req_upstream_stream")
-        self.end_headers()
-        self.wfile.flush()
+        self._start_stream({"x-request-id": "req_upstream_stream"})
         base = {"id": "chatcmpl-fake-s", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": UP_CHAT_REPORTED,
                 "system_fingerprint": "fp_e2e"}
 
         def event(choices: list, **extra: Any) -> None:
-            payload = dict(base, choices=choices, **extra)
-            self._send_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
-            time.sleep(0.005)  # separate TCP segments, as a real model would produce
+            self._send_event(json.dumps(dict(base, choices=choices, **extra)).encode())
 
         event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                 "logprobs": None, "finish_reason": None}])
@@ -256,9 +339,7 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
         event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
         if include_usage:
             event([], usage=UP_USAGE)
-        self._send_chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        self._end_stream()
 
     def _embeddings(self, req: dict) -> None:
         inputs = req.get("input")
@@ -276,29 +357,314 @@ class FakeOpenAIHandler(BaseHTTPRequestHandler):
                               "usage": {"prompt_tokens": 5, "total_tokens": 5}})
 
 
-class FakeOpenAIServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class FakeOpenAIServer(RecordingServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), FakeOpenAIHandler)
-        self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-
-    def record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self.requests.append(rec)
+        super().__init__(FakeOpenAIHandler)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+        return self.origin + "/v1"
 
-    def received(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self.requests)
 
-    def by_request_id(self, request_id: str) -> list[RecordedRequest]:
-        return [r for r in self.received() if r.header("x-request-id") == request_id]
+# --------------------------------------------------------------------------------------
+# The fake Azure OpenAI resource
+# --------------------------------------------------------------------------------------
+
+# Recordings of the real service (shared test vectors, next to this repository).
+SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "vectors" / "fixtures"
+AZURE_CHAT_CASSETTE = SHARED_FIXTURES / "envoy-ai-gateway" / "cassettes" / "azure-chat-basic.yaml"
+AZURE_STREAM_RECORDING = (SHARED_FIXTURES / "vercel-ai" / "openai-chat"
+                          / "azure-model-router.1.chunks.txt")
+
+AZURE_API_VERSION = "2024-10-21"              # GA: the providers' default
+AZURE_PREVIEW_VERSION = "2025-01-01-preview"  # a target's override: has stream_options
+AZURE_LEGACY_VERSION = "2024-06-01"           # GA before max_completion_tokens
+AZURE_VERSIONS = {AZURE_API_VERSION, AZURE_PREVIEW_VERSION, AZURE_LEGACY_VERSION}
+AZURE_APIM_PREFIX = "/apim"  # one provider sits behind an API-management path prefix
+
+# Deployments of the fake resource and what they do.
+AZ_DEP_CHAT = "gpt-4o-prod"                 # recorded chat answer / recorded stream
+AZ_DEP_CHAT_PREVIEW = "gpt-4o-preview"      # the same, served on the preview version
+AZ_DEP_CHAT_LEGACY = "gpt-4o-legacy"        # the same, behind the APIM prefix, old version
+AZ_DEP_ASYNC_FILTER = "gpt-4o-async-filter"  # stream with asynchronous filter annotations
+AZ_DEP_EMBED = "text-embedding-3-small-prod"  # embeddings
+AZ_DEP_BUSY = "gpt-4o-busy"                 # 429 token rate limit, retry-after(-ms)
+AZ_DEP_FILTERED = "gpt-4o-filtered"         # 400 content_filter with innererror
+AZ_DEP_DELETED = "gpt-4o-deleted"           # not on the resource: 404 DeploymentNotFound
+AZ_DEP_LATE_END = "gpt-4o-late-end"         # recorded stream; the body ends a while after [DONE]
+AZ_CHAT_DEPLOYMENTS = {AZ_DEP_CHAT, AZ_DEP_CHAT_PREVIEW, AZ_DEP_CHAT_LEGACY, AZ_DEP_ASYNC_FILTER,
+                       AZ_DEP_LATE_END}
+AZ_LATE_END_S = 0.3
+
+# Public model names served by Azure providers (see `gateway_config`).
+AZURE_MODELS = {"az-gpt", "az-gpt-preview", "az-gpt-legacy", "az-gpt-async-filter", "az-embed",
+                "az-gpt-busy", "az-gpt-filtered", "az-gpt-deleted", "az-gpt-badkey",
+                "az-gpt-late-end"}
+
+AZ_EMBED_REPORTED = "text-embedding-3-small"
+AZ_RETRY_AFTER_MS = "1500"
+AZ_RETRY_AFTER_S = "2"
+AZ_RATE_LIMIT_MESSAGE = (
+    "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 "
+    "have exceeded token rate limit of your current OpenAI S0 pricing tier. Please retry after "
+    "2 seconds. Please go here: https://aka.ms/oai/quotaincrease if you would like to further "
+    "increase the default rate limit.")
+AZ_FILTER_MESSAGE = (
+    "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+    "policy. Please modify your prompt and retry. To learn more about our content filtering "
+    "policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766")
+AZ_FILTER_INNERERROR = {
+    "code": "ResponsibleAIPolicyViolation",
+    "content_filter_result": {
+        "hate": {"filtered": True, "severity": "high"},
+        "jailbreak": {"filtered": False, "detected": False},
+        "self_harm": {"filtered": False, "severity": "safe"},
+        "sexual": {"filtered": False, "severity": "safe"},
+        "violence": {"filtered": False, "severity": "safe"},
+    },
+}
+AZ_UNAUTHORIZED_MESSAGE = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
+    "a valid key for an active subscription and use a correct regional API endpoint for your "
+    "resource.")
+AZ_DEPLOYMENT_NOT_FOUND_MESSAGE = (
+    "The API deployment for this resource does not exist. If you created the deployment within "
+    "the last 5 minutes, please wait a moment and try again.")
+
+# The async-filter stream (Azure's documented shape): content chunks carry no filter
+# verdict; annotation chunks (`id: ""`, no delta) arrive between and after them.
+AZ_ASYNC_PIECES = ["Color", " is", " a", " property", " of", " light."]
+AZ_ASYNC_MODEL = "gpt-4o-2024-11-20"
+AZ_ASYNC_ID = "chatcmpl-async-e2e"
+_SAFE = {"filtered": False, "severity": "safe"}
+AZ_VERDICT = {"hate": _SAFE, "self_harm": _SAFE, "sexual": _SAFE, "violence": _SAFE}
+
+
+def cassette_response_body(path: Path) -> bytes:
+    """The response body of a go-vcr cassette with one interaction.
+
+    The body is a single-line YAML double-quoted scalar whose escapes (`\\n`, `\\"`)
+    are JSON's, so `json.loads` reads it and no YAML library is needed; the
+    recorded `content_length` guards this small parser.
+    """
+    body = length = None
+    in_response = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped == "response:":
+            in_response = True
+        elif in_response and stripped.startswith("body: ") and body is None:
+            body = json.loads(stripped[len("body: "):]).encode()
+        elif in_response and stripped.startswith("content_length: ") and length is None:
+            length = int(stripped.split(":", 1)[1])
+    if body is None or length != len(body):
+        raise ValueError(f"cannot read the response body of {path} "
+                         f"({length=}, got {None if body is None else len(body)} bytes)")
+    return body
+
+
+class AzureRecordings:
+    """The real Azure answers the fake replays, and what tests expect from them."""
+
+    def __init__(self) -> None:
+        for path in (AZURE_CHAT_CASSETTE, AZURE_STREAM_RECORDING):
+            if not path.is_file():
+                pytest.fail(f"recording {path} not found (the shared test vectors)")
+        self.chat_body = cassette_response_body(AZURE_CHAT_CASSETTE)
+        self.chat = json.loads(self.chat_body)
+        self.chat_text = self.chat["choices"][0]["message"]["content"]
+        lines = [ln.encode() for ln in AZURE_STREAM_RECORDING.read_text(encoding="utf-8")
+                 .splitlines() if ln.strip()]
+        chunks = [json.loads(ln) for ln in lines]
+        # Recorded order: the prompt-filter chunk, the answer, the usage chunk.
+        assert chunks[0]["id"] == "" and chunks[0]["choices"] == [], chunks[0]
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"], chunks[-1]
+        self.prompt_filter_line = lines[0]
+        self.answer_lines = lines[1:-1]
+        self.usage_line = lines[-1]
+        self.stream_model = chunks[1]["model"]
+        self.stream_text = "".join(c["choices"][0]["delta"].get("content") or ""
+                                   for c in chunks[1:-1])
+        self.stream_usage = chunks[-1]["usage"]
+
+
+@functools.cache
+def azure_recordings() -> AzureRecordings:
+    return AzureRecordings()
+
+
+class FakeAzureHandler(RecordingHandler):
+    """An Azure OpenAI resource: `/openai/deployments/{deployment}/{operation}`.
+
+    Like the real service it answers 401 to a wrong `api-key` and 404 to a wrong
+    path, version or deployment. What a correct gateway never sends (no `api-key`,
+    an `Authorization` header, a path or version Azure does not serve) is also
+    noted in `server.violations`.
+    """
+
+    server: "FakeAzureServer"
+
+    def provider_headers(self) -> dict[str, str]:
+        # What Azure sends with every answer; only diagnostics may reach the app.
+        return {
+            "apim-request-id": str(uuid.uuid4()),
+            "x-request-id": str(uuid.uuid4()),
+            "x-ms-region": "East US 2",
+            "x-ms-rai-invoked": "true",
+            "azureml-model-session": "d016-20250930181259",
+            "x-ratelimit-limit-requests": "100",
+            "x-ratelimit-limit-tokens": "-1",
+            "x-ratelimit-remaining-requests": "99",
+            "x-ratelimit-remaining-tokens": "99998",
+            "strict-transport-security": "max-age=31536000; includeSubDomains; preload",
+            "x-content-type-options": "nosniff",
+        }
+
+    def _error(self, status: int, code: str, message: str, **extra: str) -> None:
+        self._send_json(status, {"error": {"code": code, "message": message}}, extra)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._record("GET")
+        self._error(404, "404", "Resource not found")
+
+    def do_POST(self) -> None:  # noqa: N802
+        rec = self._record("POST", self._read_body())
+        problems = self.server.check(rec)
+        if rec.header("api-key") != AZURE_KEY:
+            self._error(401, "401", AZ_UNAUTHORIZED_MESSAGE)
+            return
+        route = self.server.route(rec)
+        if route is None or problems:
+            self._error(404, "404", "Resource not found")
+            return
+        deployment, operation = route
+        req = rec.json or {}
+        if deployment == AZ_DEP_BUSY:
+            self._error(429, "429", AZ_RATE_LIMIT_MESSAGE, **{
+                "retry-after-ms": AZ_RETRY_AFTER_MS, "retry-after": AZ_RETRY_AFTER_S,
+                "x-ratelimit-remaining-tokens": "0"})
+        elif deployment == AZ_DEP_FILTERED:
+            self._send_json(400, {"error": {
+                "message": AZ_FILTER_MESSAGE, "type": None, "param": "prompt",
+                "code": "content_filter", "status": 400, "innererror": AZ_FILTER_INNERERROR}})
+        elif deployment in AZ_CHAT_DEPLOYMENTS and operation == "chat/completions":
+            if not req.get("stream"):
+                self._send_body(200, azure_recordings().chat_body)
+            elif deployment == AZ_DEP_ASYNC_FILTER:
+                self._async_filter_stream()
+            elif deployment == AZ_DEP_LATE_END:
+                self._recorded_stream(req, end_gap=AZ_LATE_END_S)
+            else:
+                self._recorded_stream(req)
+        elif deployment == AZ_DEP_EMBED and operation == "embeddings":
+            self._embeddings(req)
+        elif deployment in AZ_CHAT_DEPLOYMENTS | {AZ_DEP_EMBED}:
+            self._error(400, "OperationNotSupported",
+                        f"The {operation} operation does not work with the specified model. "
+                        "Please choose different model and try again.")
+        else:
+            self._error(404, "DeploymentNotFound", AZ_DEPLOYMENT_NOT_FOUND_MESSAGE)
+
+    def _stream_headers(self) -> dict[str, str]:
+        h = self.provider_headers()
+        h["x-accel-buffering"] = "no"
+        return h
+
+    def _recorded_stream(self, req: dict, end_gap: float | None = None) -> None:
+        """The real recording; its usage chunk only when the request asked for it.
+        [DONE] and the end of the body share one write unless `end_gap` is given."""
+        rec = azure_recordings()
+        self._start_stream(self._stream_headers())
+        self._send_event(rec.prompt_filter_line)
+        for line in rec.answer_lines:
+            self._send_event(line)
+        if (req.get("stream_options") or {}).get("include_usage"):
+            self._send_event(rec.usage_line)
+        self._end_stream(end_gap)
+
+    def _async_filter_stream(self) -> None:
+        self._start_stream(self._stream_headers())
+        base = {"id": AZ_ASYNC_ID, "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": AZ_ASYNC_MODEL,
+                "system_fingerprint": "fp_e2e_azure", "usage": None}
+        blank = {"id": "", "object": "", "created": 0, "model": "", "usage": None}
+
+        def event(payload: dict) -> None:
+            self._send_event(json.dumps(payload).encode())
+
+        def annotation(start: int, end: int) -> None:
+            event(dict(blank, choices=[{
+                "index": 0, "finish_reason": None, "content_filter_results": AZ_VERDICT,
+                "content_filter_offsets": {"check_offset": start, "start_offset": start,
+                                           "end_offset": end}}]))
+
+        event(dict(blank, choices=[], prompt_filter_results=[
+            {"prompt_index": 0, "content_filter_results": AZ_VERDICT}]))
+        event(dict(base, choices=[{"index": 0, "finish_reason": None,
+                                   "delta": {"role": "assistant", "content": ""}}]))
+        half = len(AZ_ASYNC_PIECES) // 2
+        for i, piece in enumerate(AZ_ASYNC_PIECES):
+            if i == half:
+                annotation(0, len("".join(AZ_ASYNC_PIECES[:half])))
+            event(dict(base, choices=[{"index": 0, "finish_reason": None,
+                                       "delta": {"content": piece}}]))
+        event(dict(base, choices=[{"index": 0, "finish_reason": "stop", "delta": {}}]))
+        annotation(len("".join(AZ_ASYNC_PIECES[:half])), len("".join(AZ_ASYNC_PIECES)))
+        self._end_stream(None)
+
+    def _embeddings(self, req: dict) -> None:
+        inputs = req.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        dims = int(req.get("dimensions") or 8)
+        data = []
+        for i, text in enumerate(inputs):
+            vec = fake_vector(str(text), dims)
+            if req.get("encoding_format") == "base64":
+                emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+            else:
+                emb = vec
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        tokens = sum(max(1, len(str(t)) // 4) for t in inputs)
+        self._send_json(200, {"object": "list", "data": data, "model": AZ_EMBED_REPORTED,
+                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+
+class FakeAzureServer(RecordingServer):
+    def __init__(self) -> None:
+        super().__init__(FakeAzureHandler)
+        self.violations: list[str] = []
+
+    def route(self, rec: RecordedRequest) -> tuple[str, str] | None:
+        """(deployment, operation) of an Azure deployments URL, else None."""
+        path = rec.url_path
+        if path.startswith(AZURE_APIM_PREFIX + "/"):
+            path = path[len(AZURE_APIM_PREFIX):]
+        rest = path.removeprefix("/openai/deployments/")
+        if rest == path or "/" not in rest:
+            return None
+        deployment, operation = rest.split("/", 1)
+        if not deployment or operation not in ("chat/completions", "embeddings"):
+            return None
+        return deployment, operation
+
+    def check(self, rec: RecordedRequest) -> list[str]:
+        """What the gateway got wrong in `rec` (also kept in `violations`)."""
+        problems = []
+        if self.route(rec) is None:
+            problems.append(f"not an Azure deployments path: {rec.path}")
+        versions = rec.query_values("api-version")
+        if len(versions) != 1 or versions[0] not in AZURE_VERSIONS:
+            problems.append(f"api-version {versions} in {rec.path}")
+        if len(rec.headers.get("api-key", [])) != 1:
+            problems.append(f"api-key headers: {len(rec.headers.get('api-key', []))}")
+        elif rec.header("api-key") not in (AZURE_KEY, AZURE_WRONG_KEY):
+            problems.append("api-key is not a configured Azure provider key")
+        if "authorization" in rec.headers:
+            problems.append("an Authorization header reached Azure")
+        if problems:
+            with self._lock:
+                self.violations.extend(f"{rec.path}: {p}" for p in problems)
+        return problems
 
 
 # --------------------------------------------------------------------------------------
@@ -430,7 +796,18 @@ class Gateway:
             time.sleep(0.02)
 
 
-def gateway_config(upstream_base_url: str, workdir: Path) -> dict:
+def azure_provider(origin: str, api_key: str, api_version: str = AZURE_API_VERSION) -> dict:
+    return {"type": "azure", "endpoint": origin, "api_key": api_key, "api_version": api_version}
+
+
+def azure_target(provider: str, deployment: str, api_version: str | None = None) -> dict:
+    target = {"provider": provider, "deployment": deployment}
+    if api_version:
+        target["api_version"] = api_version
+    return {"targets": [target]}
+
+
+def gateway_config(upstream_base_url: str, azure_origin: str, workdir: Path) -> dict:
     return {
         "listen": f"127.0.0.1:{free_port()}",
         "admin_listen": f"127.0.0.1:{free_port()}",
@@ -443,6 +820,10 @@ def gateway_config(upstream_base_url: str, workdir: Path) -> dict:
             "demo": {"type": "mock"},
             "fake-openai": {"type": "openai", "base_url": upstream_base_url,
                             "api_key": PROVIDER_KEY},
+            "azure-east": azure_provider(azure_origin, AZURE_KEY),
+            "azure-apim": azure_provider(azure_origin + AZURE_APIM_PREFIX, AZURE_KEY,
+                                         AZURE_LEGACY_VERSION),
+            "azure-badkey": azure_provider(azure_origin, AZURE_WRONG_KEY),
         },
         "models": {
             "mock-chat": {"targets": [{"provider": "demo", "model": "mock-chat-1"}]},
@@ -454,6 +835,19 @@ def gateway_config(upstream_base_url: str, workdir: Path) -> dict:
             "gpt-bad-request": {"targets": [{"provider": "fake-openai", "model": UP_BAD_REQUEST}]},
             "gpt-upstream-401": {"targets": [{"provider": "fake-openai", "model": UP_UNAUTHORIZED}]},
             "text-embedding": {"targets": [{"provider": "fake-openai", "model": UP_EMBED}]},
+            # Azure (keep AZURE_MODELS in step).
+            "az-gpt": azure_target("azure-east", AZ_DEP_CHAT),
+            "az-gpt-preview": azure_target("azure-east", AZ_DEP_CHAT_PREVIEW,
+                                           AZURE_PREVIEW_VERSION),
+            "az-gpt-legacy": azure_target("azure-apim", AZ_DEP_CHAT_LEGACY),
+            "az-gpt-async-filter": azure_target("azure-east", AZ_DEP_ASYNC_FILTER),
+            "az-embed": azure_target("azure-east", AZ_DEP_EMBED),
+            "az-gpt-busy": azure_target("azure-east", AZ_DEP_BUSY),
+            "az-gpt-filtered": azure_target("azure-east", AZ_DEP_FILTERED),
+            "az-gpt-deleted": azure_target("azure-east", AZ_DEP_DELETED),
+            "az-gpt-badkey": azure_target("azure-badkey", AZ_DEP_CHAT),
+            "az-gpt-late-end": azure_target("azure-east", AZ_DEP_LATE_END,
+                                            AZURE_PREVIEW_VERSION),
         },
         "routing": {"timeouts": {"connect": "1s", "first_byte": "5s", "idle": "5s", "total": "10s"}},
         "pingora": {
@@ -470,9 +864,9 @@ def gateway_config(upstream_base_url: str, workdir: Path) -> dict:
 # Fixtures
 # --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def fake_upstream() -> Iterator[FakeOpenAIServer]:
-    server = FakeOpenAIServer()
+@contextlib.contextmanager
+def serving(server: RecordingServer) -> Iterator[RecordingServer]:
+    """Runs `server` on a thread for the duration of the block."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
@@ -482,6 +876,19 @@ def fake_upstream() -> Iterator[FakeOpenAIServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=2)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeOpenAIServer]:
+    with serving(FakeOpenAIServer()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_azure() -> Iterator[FakeAzureServer]:
+    azure_recordings()  # fail early and clearly when the recordings are missing
+    with serving(FakeAzureServer()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -505,14 +912,15 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture(scope="session")
-def gateway(start_gateway, fake_upstream: FakeOpenAIServer,
+def gateway(start_gateway, fake_upstream: FakeOpenAIServer, fake_azure: FakeAzureServer,
             tmp_path_factory: pytest.TempPathFactory) -> Gateway:
     # Free ports are picked before the process binds them; retry on the rare race.
     last_error: Exception | None = None
     for _ in range(3):
         workdir = tmp_path_factory.mktemp("gateway")
         try:
-            return start_gateway(gateway_config(fake_upstream.base_url, workdir), workdir)
+            config = gateway_config(fake_upstream.base_url, fake_azure.origin, workdir)
+            return start_gateway(config, workdir)
         except RuntimeError as e:
             last_error = e
     raise RuntimeError(f"could not start the gateway: {last_error}")
@@ -520,6 +928,15 @@ def gateway(start_gateway, fake_upstream: FakeOpenAIServer,
 
 def make_client(gateway: Gateway, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=10.0)
+
+
+def make_azure_client(gateway: Gateway, key: str, *, api_version: str = AZURE_API_VERSION,
+                      bearer: bool = False) -> openai.AzureOpenAI:
+    """The `AzureOpenAI` SDK pointed at the gateway's Azure-shaped endpoint: the key
+    goes in `api-key`, or (bearer=True, as Entra ID tokens do) `Authorization: Bearer`."""
+    auth = {"azure_ad_token": key} if bearer else {"api_key": key}
+    return openai.AzureOpenAI(azure_endpoint=gateway.origin, api_version=api_version,
+                              max_retries=0, timeout=10.0, **auth)
 
 
 @pytest.fixture(scope="session")
@@ -532,6 +949,13 @@ def client(gateway: Gateway) -> Iterator[openai.OpenAI]:
 @pytest.fixture(scope="session")
 def restricted_client(gateway: Gateway) -> Iterator[openai.OpenAI]:
     c = make_client(gateway, RESTRICTED_KEY)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def azure_client(gateway: Gateway) -> Iterator[openai.AzureOpenAI]:
+    c = make_azure_client(gateway, FULL_KEY)
     yield c
     c.close()
 

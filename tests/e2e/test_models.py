@@ -3,8 +3,10 @@
 import openai
 import pytest
 
+from conftest import AZURE_MODELS
+
 ALL_MODELS = {"gpt-4o", "gpt-bad-request", "gpt-upstream-401", "mock-chat", "mock-embed",
-              "text-embedding"}
+              "text-embedding"} | AZURE_MODELS
 
 
 def test_list_shows_every_model_to_an_unrestricted_key(client):
