@@ -6,7 +6,7 @@
 # See bench/README.md for what is measured and how to read the output.
 #
 # Knobs (environment variables, defaults in brackets):
-#   BENCH_SCENARIOS [openai]              scenarios to run, space-separated
+#   BENCH_SCENARIOS [openai azure]        scenarios to run, space-separated
 #   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
 #   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
 #   BENCH_LATENCY_REQUESTS [5000]  BENCH_LATENCY_WARMUP [500]
@@ -22,7 +22,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-SCENARIOS=${BENCH_SCENARIOS:-openai}
+SCENARIOS=${BENCH_SCENARIOS:-openai azure}
 TARGETS=${BENCH_TARGETS:-direct nginx gateway}
 ROUNDS=${BENCH_ROUNDS:-3}
 LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
@@ -463,7 +463,7 @@ measure_memory() {
 # Scenarios. Each sets the SC_* variables: the gateway config template, what the
 # direct and nginx targets are sent (path, header, bodies: an upstream-dialect
 # request) and what the gateway is sent (OpenAI dialect), and the latency budget.
-# A new scenario (azure, bedrock, failover, limits) is one more function here
+# A new scenario (bedrock, failover, limits) is one more function here
 # and its name in BENCH_SCENARIOS.
 
 # write_bodies DIR MODEL HOLD_MODEL: OpenAI chat requests (plain, stream, hold).
@@ -480,6 +480,22 @@ scenario_openai() {
     SC_GATEWAY_CONFIG=$BENCH_DIR/gateway.yaml.template
     SC_UPSTREAM_PATH=/v1/chat/completions
     SC_UPSTREAM_HEADER="Authorization: Bearer $UPSTREAM_KEY"
+    SC_UPSTREAM_BODIES=$TMP/openai
+    SC_GATEWAY_PATH=/v1/chat/completions
+    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
+    SC_GATEWAY_BODIES=$TMP/openai
+    SC_P50_MAX=1.5
+    SC_P99_MAX=2
+    write_bodies "$TMP/openai" bench-model bench-hold
+}
+
+# Apps speak OpenAI to the gateway; direct and nginx send what the gateway sends
+# Azure: the deployments path with api-version, `api-key`, the deployment as model.
+scenario_azure() {
+    SC_TITLE="OpenAI → Azure"
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway-azure.yaml.template
+    SC_UPSTREAM_PATH="/openai/deployments/bench-model/chat/completions?api-version=2024-10-21"
+    SC_UPSTREAM_HEADER="api-key: $UPSTREAM_KEY"
     SC_UPSTREAM_BODIES=$TMP/openai
     SC_GATEWAY_PATH=/v1/chat/completions
     SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"

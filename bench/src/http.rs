@@ -232,6 +232,7 @@ struct Fields {
     close: bool,
     keep_alive: bool,
     authorization: Option<String>,
+    api_key: Option<String>,
     expect_continue: bool,
 }
 
@@ -255,6 +256,8 @@ fn parse_fields<'a>(lines: impl Iterator<Item = &'a str>) -> io::Result<Fields> 
             fields.keep_alive |= value.contains("keep-alive");
         } else if name.eq_ignore_ascii_case("authorization") {
             fields.authorization = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("api-key") {
+            fields.api_key = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("expect") {
             fields.expect_continue = value.eq_ignore_ascii_case("100-continue");
         }
@@ -269,8 +272,12 @@ pub struct Request {
     pub method: String,
     /// The path, without the query string.
     pub path: String,
+    /// The query string, without `?` (empty when there is none).
+    pub query: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `api-key` header (Azure's credential), if any.
+    pub api_key: Option<String>,
     /// Whether the connection may be reused after the response.
     pub keep_alive: bool,
     /// The whole body, de-chunked.
@@ -298,7 +305,8 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let fields = parse_fields(lines)?;
     let method = method.to_string();
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let keep_alive = if version == "HTTP/1.0" {
         fields.keep_alive
     } else {
@@ -322,7 +330,9 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(Some(Request {
         method,
         path,
+        query,
         authorization: fields.authorization,
+        api_key: fields.api_key,
         keep_alive,
         body,
     }))
@@ -537,6 +547,7 @@ mod tests {
         let req = read_request(&mut server, &mut buf).await.unwrap().unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.path, "/v1/x");
+        assert_eq!(req.query, "q=1");
         assert_eq!(req.body, b"abc");
         assert_eq!(req.authorization.as_deref(), Some("Bearer k"));
         assert!(req.keep_alive);

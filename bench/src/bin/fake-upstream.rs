@@ -10,9 +10,12 @@
 //!   `--hold-ms` after its first event (or until the client goes away): the
 //!   harness uses it to hold 1,000 streams open while it reads memory use.
 //! - `GET /v1/models`: a one-model list.
+//! - Azure's shape, `POST /openai/deployments/{deployment}/chat/completions?
+//!   api-version=...`: the same answers, for the OpenAI→Azure scenario.
 //!
-//! With `--api-key KEY`, requests without `Authorization: Bearer KEY` get 401, so
-//! a benchmark run proves the proxy in front really swapped the credential.
+//! With `--api-key KEY`, requests without `Authorization: Bearer KEY` (Azure
+//! paths: `api-key: KEY` and an `api-version`) get 401, so a benchmark run proves
+//! the proxy in front really swapped the credential and rewrote the URL.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,7 +41,7 @@ struct Fake {
     chunks: usize,
     delay: Duration,
     hold: Duration,
-    expected_auth: Option<String>,
+    api_key: Option<String>,
     completion: Vec<u8>,
     models: Vec<u8>,
     unauthorized: Vec<u8>,
@@ -96,7 +99,7 @@ impl Fake {
             chunks,
             delay,
             hold,
-            expected_auth: api_key.map(|k| format!("Bearer {k}")),
+            api_key,
             completion: json_response("200 OK", &completion),
             models: json_response(
                 "200 OK",
@@ -111,11 +114,31 @@ impl Fake {
     }
 
     fn authorized(&self, req: &Request) -> bool {
-        match &self.expected_auth {
+        if is_azure_chat(&req.path) {
+            let versioned = req.query.split('&').any(|p| p.starts_with("api-version="));
+            return versioned
+                && match &self.api_key {
+                    None => true,
+                    Some(key) => req.api_key.as_deref() == Some(key.as_str()),
+                };
+        }
+        match &self.api_key {
             None => true,
-            Some(expected) => req.authorization.as_deref() == Some(expected.as_str()),
+            Some(key) => {
+                req.authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    == Some(key.as_str())
+            }
         }
     }
+}
+
+/// `/openai/deployments/{deployment}/chat/completions`.
+fn is_azure_chat(path: &str) -> bool {
+    path.strip_prefix("/openai/deployments/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(deployment, op)| !deployment.is_empty() && op == "chat/completions")
 }
 
 fn main() -> ExitCode {
@@ -202,8 +225,9 @@ async fn serve_connection(stream: &mut TcpStream, fake: &Fake) -> std::io::Resul
         if !fake.authorized(&req) {
             stream.write_all(&fake.unauthorized).await?;
         } else {
+            let chat = req.path == "/v1/chat/completions" || is_azure_chat(&req.path);
             match (req.method.as_str(), req.path.as_str()) {
-                ("POST", "/v1/chat/completions") => {
+                ("POST", _) if chat => {
                     if has_true(&req.body, "stream") {
                         let hold = has_string(&req.body, "model", HOLD_MODEL);
                         if !stream_reply(stream, &mut buf, fake, hold).await? {
