@@ -257,6 +257,27 @@ class RecordingServer(ThreadingHTTPServer):
         return [r for r in self.received() if r.header("x-request-id") == request_id]
 
 
+def embedding_inputs(req: dict) -> list:
+    """The `input` of an embeddings request, always as a list."""
+    inputs = req.get("input")
+    return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
+def embedding_data(req: dict) -> list[dict]:
+    """The `data` of an embeddings answer: one fake vector per input, as float
+    lists or, with `encoding_format: base64`, as packed little-endian float32."""
+    dims = int(req.get("dimensions") or 8)
+    data = []
+    for i, text in enumerate(embedding_inputs(req)):
+        vec = fake_vector(str(text), dims)
+        if req.get("encoding_format") == "base64":
+            emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+        else:
+            emb = vec
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return data
+
+
 class FakeOpenAIHandler(RecordingHandler):
     server: "FakeOpenAIServer"
 
@@ -342,17 +363,7 @@ class FakeOpenAIHandler(RecordingHandler):
         self._end_stream()
 
     def _embeddings(self, req: dict) -> None:
-        inputs = req.get("input")
-        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-        dims = int(req.get("dimensions") or 8)
-        data = []
-        for i, text in enumerate(inputs):
-            vec = fake_vector(str(text), dims)
-            if req.get("encoding_format") == "base64":
-                emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
-            else:
-                emb = vec
-            data.append({"object": "embedding", "index": i, "embedding": emb})
+        data = embedding_data(req)
         self._send_json(200, {"object": "list", "data": data, "model": UP_EMBED,
                               "usage": {"prompt_tokens": 5, "total_tokens": 5}})
 
@@ -613,17 +624,8 @@ class FakeAzureHandler(RecordingHandler):
         self._end_stream(None)
 
     def _embeddings(self, req: dict) -> None:
-        inputs = req.get("input")
-        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-        dims = int(req.get("dimensions") or 8)
-        data = []
-        for i, text in enumerate(inputs):
-            vec = fake_vector(str(text), dims)
-            if req.get("encoding_format") == "base64":
-                emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
-            else:
-                emb = vec
-            data.append({"object": "embedding", "index": i, "embedding": emb})
+        inputs = embedding_inputs(req)
+        data = embedding_data(req)
         tokens = sum(max(1, len(str(t)) // 4) for t in inputs)
         self._send_json(200, {"object": "list", "data": data, "model": AZ_EMBED_REPORTED,
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

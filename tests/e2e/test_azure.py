@@ -111,6 +111,19 @@ def envelope(exc: openai.APIStatusError) -> dict:
     return body["error"]
 
 
+def upstream_502(client, model: str, rid: str, code: str) -> openai.InternalServerError:
+    """Asks for `model` and checks the gateway answered 502 `code` in the envelope."""
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model=model, messages=CHAT,
+                                       extra_headers={"x-request-id": rid})
+    exc = e.value
+    assert exc.status_code == 502
+    assert exc.code == code
+    assert exc.type == "server_error"
+    envelope(exc)
+    return exc
+
+
 def no_rate_limit_headers(headers) -> None:
     leaked = [h for h in headers.keys() if h.lower().startswith("x-ratelimit-")]
     assert leaked == [], f"upstream rate-limit state reached the app: {leaked}"
@@ -433,14 +446,7 @@ def test_azure_content_filter_400_keeps_innererror(client, fake_azure, gateway):
 
 def test_azure_401_is_502_upstream_auth_failed(client, fake_azure, gateway):
     rid = new_request_id("az-401")
-    with pytest.raises(openai.InternalServerError) as e:
-        client.chat.completions.create(model="az-gpt-badkey", messages=CHAT,
-                                       extra_headers={"x-request-id": rid})
-    exc = e.value
-    assert exc.status_code == 502
-    assert exc.code == "upstream_auth_failed"
-    assert exc.type == "server_error"
-    envelope(exc)
+    exc = upstream_502(client, "az-gpt-badkey", rid, "upstream_auth_failed")
     assert AZ_UNAUTHORIZED_MESSAGE not in exc.response.text
     assert exc.response.headers["x-switchyard-provider"] == "azure-badkey"
     # The provider's own (wrong) key was sent, as api-key.
@@ -453,14 +459,7 @@ def test_azure_401_is_502_upstream_auth_failed(client, fake_azure, gateway):
 
 def test_azure_404_deployment_not_found_is_502(client, fake_azure, gateway):
     rid = new_request_id("az-404")
-    with pytest.raises(openai.InternalServerError) as e:
-        client.chat.completions.create(model="az-gpt-deleted", messages=CHAT,
-                                       extra_headers={"x-request-id": rid})
-    exc = e.value
-    assert exc.status_code == 502
-    assert exc.code == "upstream_model_not_found"
-    assert exc.type == "server_error"
-    envelope(exc)
+    upstream_502(client, "az-gpt-deleted", rid, "upstream_model_not_found")
     one_azure_request(fake_azure, rid, AZ_DEP_DELETED)
     line = gateway.log_for(rid)
     assert (line["status"], line["error"]) == (502, "upstream_model_not_found")
