@@ -236,7 +236,7 @@ impl Attempt<'_> {
         );
         let opened = unless_client_leaves(session, open).await;
         record.upstream_wait += self.started.elapsed();
-        let mut exchange = match opened {
+        let exchange = match opened {
             Raced::ClientGone => return self.client_left(record),
             Raced::Done(Err(failure)) => return self.failure(record, failure),
             Raced::Done(Ok(exchange)) => exchange,
@@ -256,7 +256,8 @@ impl Attempt<'_> {
                 }
             }
             429 => {
-                let body = self.error_body(&mut exchange).await;
+                let wait = retry_after(exchange.header()).unwrap_or(DEFAULT_RETRY_AFTER);
+                let body = self.read_and_release(exchange).await;
                 if dialect.is_quota_exhausted(&body) {
                     self.note(record, Some(Outcome::Http429));
                     return TryResult::Failed {
@@ -265,8 +266,6 @@ impl Attempt<'_> {
                     };
                 }
                 let kind = rate_limit_kind(&dialect.client_error(429, &body).kind);
-                let wait = retry_after(exchange.header()).unwrap_or(DEFAULT_RETRY_AFTER);
-                exchange.finish(&self.app.connector).await;
                 let error = ApiError::upstream_rate_limited(kind, wait.as_millis() as u64);
                 self.failed(record, Outcome::Http429, error)
             }
@@ -275,8 +274,7 @@ impl Attempt<'_> {
                 // deployment, api-version): the operator needs the upstream's words
                 // and the URL that failed, so they go to the log — unless the
                 // words quote the credential, as OpenAI's 401 does.
-                let body = self.error_body(&mut exchange).await;
-                exchange.finish(&self.app.connector).await;
+                let body = self.read_and_release(exchange).await;
                 let said = dialect.client_error(status, &body).message;
                 let quoted = self
                     .target
@@ -303,41 +301,29 @@ impl Attempt<'_> {
                 self.failed(record, Outcome::Http4xx, error)
             }
             400..=499 => {
-                let body = self.error_body(&mut exchange).await;
-                exchange.finish(&self.app.connector).await;
+                let body = self.read_and_release(exchange).await;
                 self.note(record, Some(Outcome::Http4xx));
                 let error = dialect.client_error(status, &body);
                 downstream::send_error(session, record, &error).await;
                 TryResult::Answered
             }
             _ => {
+                self.read_and_release(exchange).await;
                 let error = ApiError::upstream_error(&format!("HTTP {status}"));
-                self.refused(record, exchange, Outcome::Http5xx, error)
-                    .await
+                self.failed(record, Outcome::Http5xx, error)
             }
         }
     }
 
-    /// An upstream answer that fails this try over: drain it (so the connection
-    /// can be reused), then record the failure.
-    async fn refused(
-        &self,
-        record: &mut RequestRecord,
-        mut exchange: Exchange,
-        outcome: Outcome,
-        error: ApiError,
-    ) -> TryResult {
-        self.error_body(&mut exchange).await;
-        exchange.finish(&self.app.connector).await;
-        self.failed(record, outcome, error)
-    }
-
-    /// The body of an upstream error answer, or empty when it cannot be read.
-    async fn error_body(&self, exchange: &mut Exchange) -> Bytes {
-        exchange
+    /// The rest of an upstream answer (empty when it cannot be read), read to its
+    /// end so the connection goes back to the pool.
+    async fn read_and_release(&self, mut exchange: Exchange) -> Bytes {
+        let body = exchange
             .read_to_end(&self.limits, MAX_ERROR_BYTES)
             .await
-            .unwrap_or_default()
+            .unwrap_or_default();
+        exchange.finish(&self.app.connector).await;
+        body
     }
 
     async fn whole(
@@ -459,36 +445,27 @@ impl Attempt<'_> {
                 }
                 return self.failure(record, Failure::Stream(e));
             }
-            if chunk.is_none() && !committed {
-                if self
-                    .commit(session, record, &extra, &mut held)
-                    .await
-                    .is_err()
+            if answered || chunk.is_none() {
+                if !committed
+                    && self
+                        .commit(session, record, &extra, &mut held)
+                        .await
+                        .is_err()
                 {
                     return self.client_left(record);
                 }
-                answered = true;
-            }
-            if answered || chunk.is_none() {
                 self.note(record, Some(Outcome::Success));
                 record.usage = translator.usage();
                 record.price = self.target.price;
                 downstream::end_whole_stream(session).await;
-                self.drain(exchange, chunk.is_none()).await;
+                // Once `[DONE]` is out the client may hang up at once (SDKs do),
+                // so the upstream's end is awaited without watching the client,
+                // and briefly: it only decides whether the connection is kept.
+                let _ =
+                    tokio::time::timeout(DRAIN_AFTER_DONE, self.read_and_release(exchange)).await;
                 return TryResult::Answered;
             }
         }
-    }
-
-    /// Releases an upstream whose answer is complete. Once `[DONE]` is out the
-    /// client may hang up at once (SDKs do), so the rest of the upstream body is
-    /// read without watching the client, briefly, only to keep the connection.
-    async fn drain(&self, mut exchange: Exchange, ended: bool) {
-        if !ended {
-            let rest = exchange.read_to_end(&self.limits, MAX_ERROR_BYTES);
-            let _ = tokio::time::timeout(DRAIN_AFTER_DONE, rest).await;
-        }
-        exchange.finish(&self.app.connector).await;
     }
 
     /// Writes the stream header and the held-back events.

@@ -191,3 +191,23 @@ async fn a_client_that_hangs_up_right_after_done_got_a_whole_answer() {
     );
     assert!(log["error"].is_null(), "{log}");
 }
+
+#[tokio::test]
+async fn finished_streams_leave_their_upstream_connection_in_the_pool() {
+    let up = FakeUpstream::start(|_| Reply::Stream {
+        events: vec![chunk_event("one"), "data: [DONE]\n\n".to_string()],
+        gate: None,
+        end: StreamEnd::Clean,
+    })
+    .await;
+    let gw = Gateway::start(&stream_config(&up.url("/v1"))).await;
+    for _ in 0..5 {
+        let events = open_stream(&gw).await.rest().await.unwrap();
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    }
+    let connections = up.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        connections <= 2,
+        "{connections} connections for 5 sequential streams"
+    );
+}
