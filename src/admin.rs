@@ -44,11 +44,17 @@ impl ServeHttp for Admin {
         match (method, path) {
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => {
+                let listen = self.app.config().listen.clone();
+                let (status, state) = if self.app.state.api_listener.is_up(&listen).await {
+                    (200, "ready")
+                } else {
+                    (503, "starting")
+                };
                 let body = serde_json::json!({
-                    "status": "ready",
+                    "status": state,
                     "config_generation": self.app.metrics.config_generation(),
                 });
-                respond(200, "application/json", body.to_string().into_bytes())
+                respond(status, "application/json", body.to_string().into_bytes())
             }
             ("GET", "/metrics") => respond(
                 200,

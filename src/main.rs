@@ -24,6 +24,7 @@ mod llm_request;
 mod metrics;
 mod models;
 mod pipeline;
+mod readiness;
 mod record;
 mod request_id;
 mod routing;

@@ -5,9 +5,12 @@
 //! facts survive a reload.
 
 use crate::dns::Resolver;
+use crate::readiness::ApiListener;
 
 /// Process-wide state beside the swappable config.
 #[derive(Default)]
 pub struct State {
     pub dns: Resolver,
+    /// Whether the API port has been seen accepting, for `/readyz`.
+    pub api_listener: ApiListener,
 }
