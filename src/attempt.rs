@@ -16,9 +16,10 @@ use crate::app::App;
 use crate::client_watch::{unless_client_leaves, Raced};
 use crate::config::{Model, ProviderKind, Target};
 use crate::dialect::azure::Azure;
+use crate::dialect::bedrock::Bedrock;
 use crate::dialect::mock::{self, MockAnswer};
 use crate::dialect::openai::OpenAi;
-use crate::dialect::{ClientEvent, Dialect};
+use crate::dialect::{ClientEvent, Dialect, UpstreamFault};
 use crate::downstream::{self, ClientGone};
 use crate::errors::ApiError;
 use crate::llm_request::LlmRequest;
@@ -77,6 +78,7 @@ pub async fn run(
             ProviderKind::Mock => attempt.mock(session, record).await,
             ProviderKind::OpenAi { .. } => attempt.upstream(session, record, &OpenAi).await,
             ProviderKind::Azure { .. } => attempt.upstream(session, record, &Azure).await,
+            ProviderKind::Bedrock { .. } => attempt.upstream(session, record, &Bedrock).await,
         };
         match result {
             TryResult::Answered => return,
@@ -242,77 +244,78 @@ impl Attempt<'_> {
             Raced::Done(Ok(exchange)) => exchange,
         };
         let status = exchange.header().status.as_u16();
-        match status {
-            200..=299 => {
-                let is_stream = exchange
-                    .header()
-                    .headers
-                    .get("content-type")
-                    .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-                if self.request.stream && is_stream {
-                    self.stream(session, record, dialect, exchange).await
-                } else {
-                    self.whole(session, record, dialect, exchange).await
+        if (200..=299).contains(&status) {
+            return if self.request.stream && dialect.is_stream(&exchange.header().headers) {
+                self.stream(session, record, dialect, exchange).await
+            } else {
+                self.whole(session, record, dialect, exchange).await
+            };
+        }
+        let wait = retry_after(exchange.header()).unwrap_or(DEFAULT_RETRY_AFTER);
+        let headers = exchange.header().headers.clone();
+        let body = self.read_and_release(exchange).await;
+        match dialect.classify(status, &headers, &body) {
+            UpstreamFault::QuotaExhausted => {
+                self.note(record, Some(Outcome::Http429));
+                TryResult::Failed {
+                    error: ApiError::upstream_quota_exhausted(),
+                    retryable: false,
                 }
             }
-            429 => {
-                let wait = retry_after(exchange.header()).unwrap_or(DEFAULT_RETRY_AFTER);
-                let body = self.read_and_release(exchange).await;
-                if dialect.is_quota_exhausted(&body) {
-                    self.note(record, Some(Outcome::Http429));
-                    return TryResult::Failed {
-                        error: ApiError::upstream_quota_exhausted(),
-                        retryable: false,
-                    };
-                }
-                let kind = rate_limit_kind(&dialect.client_error(429, &body).kind);
+            UpstreamFault::RateLimited { kind } => {
                 let error = ApiError::upstream_rate_limited(kind, wait.as_millis() as u64);
                 self.failed(record, Outcome::Http429, error)
             }
-            401 | 403 | 404 => {
-                // The gateway's own configuration is wrong (credential, endpoint,
-                // deployment, api-version): the operator needs the upstream's words
-                // and the URL that failed, so they go to the log — unless the
-                // words quote the credential, as OpenAI's 401 does.
-                let body = self.read_and_release(exchange).await;
-                let said = dialect.client_error(status, &body).message;
-                let quoted = self
-                    .target
-                    .provider
-                    .kind
-                    .credential()
-                    .is_some_and(|c| c.quoted_in(&said));
-                log::warn!(
-                    "request {}: {} answered HTTP {status} to {}: {}",
-                    record.request_id,
-                    self.target.id,
-                    encoded.header.uri,
-                    if quoted {
-                        "(message withheld: it quotes the provider credential)"
-                    } else {
-                        &said
-                    }
-                );
-                let error = if status == 404 {
-                    ApiError::upstream_model_not_found(&self.target.provider.name)
-                } else {
-                    ApiError::upstream_auth_failed(&self.target.provider.name)
-                };
+            UpstreamFault::AuthRefused { said } => {
+                self.log_refusal(record, status, &encoded.header.uri, &said);
+                let error = ApiError::upstream_auth_failed(&self.target.provider.name);
                 self.failed(record, Outcome::Http4xx, error)
             }
-            400..=499 => {
-                let body = self.read_and_release(exchange).await;
+            UpstreamFault::ModelNotFound { said } => {
+                self.log_refusal(record, status, &encoded.header.uri, &said);
+                let error = ApiError::upstream_model_not_found(&self.target.provider.name);
+                self.failed(record, Outcome::Http4xx, error)
+            }
+            UpstreamFault::Timeout => self.failed(
+                record,
+                Outcome::Timeout,
+                ApiError::upstream_timeout("the model timed out"),
+            ),
+            UpstreamFault::Server { detail } => {
+                self.failed(record, Outcome::Http5xx, ApiError::upstream_error(&detail))
+            }
+            UpstreamFault::Client(error) => {
                 self.note(record, Some(Outcome::Http4xx));
-                let error = dialect.client_error(status, &body);
                 downstream::send_error(session, record, &error).await;
                 TryResult::Answered
             }
-            _ => {
-                self.read_and_release(exchange).await;
-                let error = ApiError::upstream_error(&format!("HTTP {status}"));
-                self.failed(record, Outcome::Http5xx, error)
-            }
         }
+    }
+
+    /// The gateway's own configuration is wrong (credential, endpoint, model or
+    /// deployment, api-version): the operator needs the upstream's words and the
+    /// URL that failed, so they go to the log — unless the words quote a provider
+    /// credential (OpenAI's 401 does; AWS's signature errors print the canonical
+    /// request, session token included).
+    fn log_refusal(&self, record: &RequestRecord, status: u16, uri: &http::Uri, said: &str) {
+        let quoted = self
+            .target
+            .provider
+            .kind
+            .credentials()
+            .iter()
+            .any(|c| c.quoted_in(said));
+        log::warn!(
+            "request {}: {} answered HTTP {status} to {}: {}",
+            record.request_id,
+            self.target.id,
+            uri,
+            if quoted {
+                "(message withheld: it quotes a provider credential)"
+            } else {
+                said
+            }
+        );
     }
 
     /// The rest of an upstream answer (empty when it cannot be read), read to its
@@ -345,7 +348,10 @@ impl Attempt<'_> {
             Raced::Done(Err(failure)) => return self.failure(record, failure),
             Raced::Done(Ok(body)) => body,
         };
-        let answer = match dialect.translator(self.request).whole(body) {
+        let answer = match dialect
+            .translator(self.request, self.target, &record.request_id)
+            .whole(body)
+        {
             Ok(answer) => answer,
             Err(e) => return self.failure(record, Failure::Stream(e)),
         };
@@ -368,7 +374,7 @@ impl Attempt<'_> {
         dialect: &dyn Dialect,
         mut exchange: Exchange,
     ) -> TryResult {
-        let mut translator = dialect.translator(self.request);
+        let mut translator = dialect.translator(self.request, self.target, &record.request_id);
         let extra = headers::allowed(exchange.header());
         let mut held: Vec<ClientEvent> = Vec::new();
         let mut events: Vec<ClientEvent> = Vec::new();
@@ -504,15 +510,6 @@ impl Attempt<'_> {
         self.note(record, Some(Outcome::StreamError));
         downstream::fail_stream(session, record, error).await;
         TryResult::Answered
-    }
-}
-
-/// OpenAI's 429 types are `requests` and `tokens`; anything else reads as `requests`.
-fn rate_limit_kind(upstream_kind: &str) -> &'static str {
-    if upstream_kind == "tokens" {
-        "tokens"
-    } else {
-        "requests"
     }
 }
 

@@ -68,8 +68,30 @@ pub enum ProviderKind {
         /// The provider's default; a target may override it.
         api_version: ApiVersion,
     },
+    /// AWS Bedrock Runtime in one region, called through Converse / ConverseStream.
+    Bedrock {
+        /// `https://bedrock-runtime.{region}.amazonaws.com` unless overridden.
+        endpoint: UpstreamUrl,
+        /// Part of the SigV4 credential scope.
+        region: String,
+        auth: BedrockAuth,
+    },
     /// Answers inside the gateway: demos, tests and health checks.
     Mock,
+}
+
+/// How the gateway proves itself to Bedrock.
+#[derive(Debug)]
+pub enum BedrockAuth {
+    /// AWS credentials: every try is signed afresh with SigV4.
+    SigV4 {
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        /// Temporary (STS) credentials only.
+        session_token: Option<Secret>,
+    },
+    /// A Bedrock API key, sent as `Authorization: Bearer`.
+    ApiKey(Secret),
 }
 
 impl ProviderKind {
@@ -78,16 +100,34 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi { base_url, .. } => Some(base_url),
             ProviderKind::Azure { endpoint, .. } => Some(endpoint),
+            ProviderKind::Bedrock { endpoint, .. } => Some(endpoint),
             ProviderKind::Mock => None,
         }
     }
 
-    /// The credential the gateway presents to this provider, if any.
-    pub fn credential(&self) -> Option<&Secret> {
+    /// The secrets the gateway holds for this provider: an upstream message that
+    /// quotes one of them must not reach a log line.
+    pub fn credentials(&self) -> Vec<&Secret> {
         match self {
-            ProviderKind::OpenAi { api_key, .. } => api_key.as_ref(),
-            ProviderKind::Azure { api_key, .. } => Some(api_key),
-            ProviderKind::Mock => None,
+            ProviderKind::OpenAi { api_key, .. } => api_key.iter().collect(),
+            ProviderKind::Azure { api_key, .. } => vec![api_key],
+            ProviderKind::Bedrock {
+                auth:
+                    BedrockAuth::SigV4 {
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                    },
+                ..
+            } => [access_key_id, secret_access_key]
+                .into_iter()
+                .chain(session_token)
+                .collect(),
+            ProviderKind::Bedrock {
+                auth: BedrockAuth::ApiKey(key),
+                ..
+            } => vec![key],
+            ProviderKind::Mock => Vec::new(),
         }
     }
 }

@@ -192,6 +192,8 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
         "secret_access_key",
     )
     .or_else(|m| fault(at.key("secret_access_key"), m))?;
+    let access_key_id = secret::either(p.access_key_id, p.access_key_id_file, "access_key_id")
+        .or_else(|m| fault(at.key("access_key_id"), m))?;
     let session_token = secret::either(p.session_token, p.session_token_file, "session_token")
         .or_else(|m| fault(at.key("session_token"), m))?
         .filter(|s| !s.is_empty());
@@ -201,7 +203,7 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
         ("api_version", p.api_version.is_some()),
         ("region", p.region.is_some()),
         ("api_key", api_key.is_some()),
-        ("access_key_id", p.access_key_id.is_some()),
+        ("access_key_id", access_key_id.is_some()),
         ("secret_access_key", secret_access_key.is_some()),
         ("session_token", session_token.is_some()),
     ];
@@ -247,20 +249,54 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
                 ],
                 at,
             )?;
-            required(p.region, at, "region", kind)?;
-            if let Some(endpoint) = &p.endpoint {
-                upstream_url(&endpoint.0).or_else(|m| fault(at.key("endpoint"), m))?;
+            let region = required(p.region, at, "region", kind)?.0;
+            if region.is_empty()
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return fault(
+                    at.key("region"),
+                    format!("`{region}` is not an AWS region name (like us-east-1)"),
+                );
             }
-            match (&p.access_key_id, &secret_access_key, &api_key) {
-                (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+            let endpoint = match &p.endpoint {
+                Some(endpoint) => endpoint.0.clone(),
+                None => bedrock_endpoint(&region),
+            };
+            let endpoint = upstream_url(&endpoint).or_else(|m| fault(at.key("endpoint"), m))?;
+            let auth = match (access_key_id, secret_access_key, api_key) {
+                (Some(access_key_id), Some(secret_access_key), None) => {
+                    if access_key_id.is_empty() {
+                        return fault(at.key("access_key_id"), "must not be empty");
+                    }
+                    if secret_access_key.is_empty() {
+                        return fault(at.key("secret_access_key"), "must not be empty");
+                    }
+                    BedrockAuth::SigV4 {
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                    }
+                }
+                (None, None, Some(key)) if session_token.is_none() => {
+                    if key.is_empty() {
+                        return fault(at.key("api_key"), "must not be empty");
+                    }
+                    BedrockAuth::ApiKey(key)
+                }
                 _ => {
                     return fault(
                         at.clone(),
-                        "a `bedrock` provider needs either `access_key_id` with `secret_access_key`, or `api_key`",
+                        "a `bedrock` provider needs either `access_key_id` with `secret_access_key` (and maybe `session_token`), or `api_key` alone",
                     )
                 }
+            };
+            ProviderKind::Bedrock {
+                endpoint,
+                region,
+                auth,
             }
-            return not_yet(at.key("type"), "the `bedrock` provider type");
         }
         "mock" => {
             only_fields(kind, &present, &[], at)?;
@@ -280,6 +316,16 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
         name: name.to_string(),
         kind,
     })
+}
+
+/// Bedrock Runtime's public endpoint for `region` (China's regions sit under `.com.cn`).
+fn bedrock_endpoint(region: &str) -> String {
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://bedrock-runtime.{region}.{domain}")
 }
 
 /// An Azure resource URL. The gateway appends `/openai/deployments/...` itself, so

@@ -9,6 +9,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::UpstreamFault;
 use crate::errors::ApiError;
 
 #[derive(Deserialize)]
@@ -56,8 +57,32 @@ pub fn read(status: u16, body: &[u8]) -> ApiError {
     }
 }
 
+/// What an OpenAI-shaped error answer means.
+pub fn classify(status: u16, body: &[u8]) -> UpstreamFault {
+    match status {
+        429 if is_quota_exhausted(body) => UpstreamFault::QuotaExhausted,
+        429 => UpstreamFault::RateLimited {
+            kind: if read(429, body).kind == "tokens" {
+                "tokens"
+            } else {
+                "requests"
+            },
+        },
+        401 | 403 => UpstreamFault::AuthRefused {
+            said: read(status, body).message,
+        },
+        404 => UpstreamFault::ModelNotFound {
+            said: read(status, body).message,
+        },
+        400..=499 => UpstreamFault::Client(read(status, body)),
+        _ => UpstreamFault::Server {
+            detail: format!("HTTP {status}"),
+        },
+    }
+}
+
 /// Whether an upstream 429 body says the account's quota is exhausted.
-pub fn is_quota_exhausted(body: &[u8]) -> bool {
+fn is_quota_exhausted(body: &[u8]) -> bool {
     serde_json::from_slice::<Envelope>(body).is_ok_and(|e| {
         e.error.kind.as_deref() == Some("insufficient_quota")
             || e.error.code.and_then(code_text).as_deref() == Some("insufficient_quota")

@@ -6,6 +6,7 @@
 //! branch in the pipeline.
 
 pub mod azure;
+pub mod bedrock;
 pub mod error_envelope;
 pub mod mock;
 pub mod openai;
@@ -69,6 +70,42 @@ pub trait ResponseTranslator: Send {
     fn usage(&self) -> Option<Usage>;
 }
 
+/// What an upstream's error answer means, after the dialect's own mapping: the
+/// attempt loop decides on this, never on a raw status (a Bedrock 424 is a 5xx
+/// here, its 400 `ServiceQuotaExceededException` a quota failure).
+#[derive(Debug, PartialEq)]
+pub enum UpstreamFault {
+    /// Rate limited: retry elsewhere. `kind` is OpenAI's `requests` or `tokens`.
+    RateLimited { kind: &'static str },
+    /// The account's quota is gone: a 429 `insufficient_quota`, not retried.
+    QuotaExhausted,
+    /// The gateway's own credential was refused; `said` is the upstream's message,
+    /// for the log only.
+    AuthRefused { said: String },
+    /// The configured model or deployment is unknown upstream; `said` as above.
+    ModelNotFound { said: String },
+    /// The upstream gave up waiting on the model.
+    Timeout,
+    /// A server-side failure; `detail` goes into the client's message.
+    Server { detail: String },
+    /// The client's own fault: answered with this error, not retried.
+    Client(ApiError),
+}
+
+/// How an active health check reaches a target.
+#[derive(Debug)]
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the active health checker (issue 5) reads it")
+)]
+pub enum HealthProbe {
+    /// A request that costs nothing (a listing, never a completion) and proves
+    /// the credential and the URL work.
+    Request(Box<RequestHeader>),
+    /// A TCP and TLS connect to the endpoint: for upstreams with no free request.
+    Connect,
+}
+
 /// An upstream wire format.
 pub trait Dialect: Sync {
     /// The upstream request for `request` sent to `target`.
@@ -78,20 +115,28 @@ pub trait Dialect: Sync {
         target: &Target,
         request_id: &str,
     ) -> Result<UpstreamRequest, ApiError>;
-    /// A translator for the answer to `request`.
-    fn translator(&self, request: &LlmRequest) -> Box<dyn ResponseTranslator>;
-    /// The client-facing error for an upstream error answer that is the client's
-    /// fault (400, 413, 422, ...), keeping the upstream's status and message.
-    fn client_error(&self, status: u16, body: &[u8]) -> ApiError;
-    /// Whether an upstream 429 means the account's quota is gone (not retryable).
-    fn is_quota_exhausted(&self, body: &[u8]) -> bool;
-    /// The request of an active health check for `target`: one that costs nothing
-    /// (a listing, never a completion) and proves the credential and the URL work.
+    /// A translator for the answer to `request` from `target`; `request_id` names
+    /// answers the gateway composes itself.
+    fn translator(
+        &self,
+        request: &LlmRequest,
+        target: &Target,
+        request_id: &str,
+    ) -> Box<dyn ResponseTranslator>;
+    /// Whether a 2xx answer with these headers is a stream.
+    fn is_stream(&self, headers: &http::HeaderMap) -> bool {
+        headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    }
+    /// What an upstream error answer (status 400 and up) means.
+    fn classify(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> UpstreamFault;
+    /// How an active health check reaches `target`.
     #[cfg_attr(
         not(test),
         expect(dead_code, reason = "the active health checker (issue 5) sends it")
     )]
-    fn health_probe(&self, target: &Target) -> Result<RequestHeader, ApiError>;
+    fn health_probe(&self, target: &Target) -> Result<HealthProbe, ApiError>;
 }
 
 /// The header of a JSON `POST` to `url` + `path`, without credentials: what every

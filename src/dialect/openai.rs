@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 use super::error_envelope;
 use super::sse::SseParser;
 use super::{
-    build_failed, get, json_post, ClientEvent, Dialect, ResponseTranslator, UpstreamRequest,
-    WholeAnswer,
+    build_failed, get, json_post, ClientEvent, Dialect, HealthProbe, ResponseTranslator,
+    UpstreamFault, UpstreamRequest, WholeAnswer,
 };
 use crate::config::{ProviderKind, Target};
 use crate::errors::ApiError;
@@ -51,19 +51,20 @@ impl Dialect for OpenAi {
         Ok(UpstreamRequest { header, body })
     }
 
-    fn translator(&self, _request: &LlmRequest) -> Box<dyn ResponseTranslator> {
+    fn translator(
+        &self,
+        _request: &LlmRequest,
+        _target: &Target,
+        _request_id: &str,
+    ) -> Box<dyn ResponseTranslator> {
         Box::new(Passthrough::default())
     }
 
-    fn client_error(&self, status: u16, body: &[u8]) -> ApiError {
-        error_envelope::read(status, body)
+    fn classify(&self, status: u16, _headers: &http::HeaderMap, body: &[u8]) -> UpstreamFault {
+        error_envelope::classify(status, body)
     }
 
-    fn is_quota_exhausted(&self, body: &[u8]) -> bool {
-        error_envelope::is_quota_exhausted(body)
-    }
-
-    fn health_probe(&self, target: &Target) -> Result<RequestHeader, ApiError> {
+    fn health_probe(&self, target: &Target) -> Result<HealthProbe, ApiError> {
         let ProviderKind::OpenAi { base_url, api_key } = &target.provider.kind else {
             return Err(ApiError::internal());
         };
@@ -74,7 +75,9 @@ impl Dialect for OpenAi {
             }
             Ok(h)
         };
-        build().map_err(|e| build_failed(target, e))
+        build()
+            .map(|h| HealthProbe::Request(Box::new(h)))
+            .map_err(|e| build_failed(target, e))
     }
 }
 

@@ -14,7 +14,8 @@ use pingora::http::RequestHeader;
 pub use self::version::ApiVersion;
 use super::openai::Passthrough;
 use super::{
-    build_failed, error_envelope, get, json_post, Dialect, ResponseTranslator, UpstreamRequest,
+    build_failed, error_envelope, get, json_post, Dialect, HealthProbe, ResponseTranslator,
+    UpstreamFault, UpstreamRequest,
 };
 use crate::config::{ProviderKind, Target};
 use crate::errors::ApiError;
@@ -85,25 +86,33 @@ impl Dialect for Azure {
         Ok(UpstreamRequest { header, body })
     }
 
-    fn translator(&self, _request: &LlmRequest) -> Box<dyn ResponseTranslator> {
+    fn translator(
+        &self,
+        _request: &LlmRequest,
+        _target: &Target,
+        _request_id: &str,
+    ) -> Box<dyn ResponseTranslator> {
         Box::new(Passthrough::default())
     }
 
-    fn client_error(&self, status: u16, body: &[u8]) -> ApiError {
-        let mut error = error_envelope::read(status, body);
-        if status == 429 && error.message.contains("token rate limit") {
-            error.kind = "tokens".into();
+    /// As OpenAI's, except that Azure's 429 has no `type`: its message says
+    /// whether tokens or requests ran out.
+    fn classify(&self, status: u16, _headers: &http::HeaderMap, body: &[u8]) -> UpstreamFault {
+        match error_envelope::classify(status, body) {
+            UpstreamFault::RateLimited { .. }
+                if error_envelope::read(status, body)
+                    .message
+                    .contains("token rate limit") =>
+            {
+                UpstreamFault::RateLimited { kind: "tokens" }
+            }
+            fault => fault,
         }
-        error
-    }
-
-    fn is_quota_exhausted(&self, body: &[u8]) -> bool {
-        error_envelope::is_quota_exhausted(body)
     }
 
     /// `GET /openai/models`: free, needs the key, and fails when the endpoint or
     /// api-version is wrong — the same faults that break completions.
-    fn health_probe(&self, target: &Target) -> Result<RequestHeader, ApiError> {
+    fn health_probe(&self, target: &Target) -> Result<HealthProbe, ApiError> {
         let deployment = Deployment::of(target)?;
         let path = format!("/openai/models?api-version={}", deployment.version);
         let build = || -> pingora::Result<RequestHeader> {
@@ -111,7 +120,9 @@ impl Dialect for Azure {
             h.insert_header("api-key", deployment.api_key.expose())?;
             Ok(h)
         };
-        build().map_err(|e| build_failed(target, e))
+        build()
+            .map(|h| HealthProbe::Request(Box::new(h)))
+            .map_err(|e| build_failed(target, e))
     }
 }
 

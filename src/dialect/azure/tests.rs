@@ -18,6 +18,18 @@ fn config(endpoint: &str, api_version: &str, targets: &[&str]) -> Config {
     config::parse(&text, "test.yaml").unwrap()
 }
 
+/// One Azure target, for the translator.
+fn target() -> std::sync::Arc<Target> {
+    config(
+        "https://contoso.openai.azure.com",
+        "2024-10-21",
+        &["{ provider: az, deployment: d }"],
+    )
+    .models["m"]
+        .targets[0]
+        .clone()
+}
+
 fn chat(body: &str) -> LlmRequest {
     LlmRequest::parse(Operation::ChatCompletions, Bytes::from(body.to_string())).unwrap()
 }
@@ -133,7 +145,7 @@ fn the_recorded_whole_answer_passes_unchanged_with_usage() {
     assert_eq!(recorded.status, 200);
     let request = chat(r#"{"model":"m","messages":[]}"#);
     let answer = Azure
-        .translator(&request)
+        .translator(&request, &target(), "r1")
         .whole(Bytes::from(recorded.response_body.clone()))
         .unwrap();
     assert_eq!(answer.body, Bytes::from(recorded.response_body));
@@ -154,7 +166,7 @@ fn the_recorded_stream_loses_only_its_prompt_filter_chunk() {
     wire.push_str("data: [DONE]\n\n");
     let request = chat(r#"{"model":"m","messages":[],"stream":true}"#);
     for piece in [1, 17, 512, wire.len()] {
-        let mut translator = Azure.translator(&request);
+        let mut translator = Azure.translator(&request, &target(), "r1");
         let mut events: Vec<ClientEvent> = Vec::new();
         for chunk in wire.as_bytes().chunks(piece) {
             translator.feed(chunk, &mut events).unwrap();
@@ -189,7 +201,7 @@ fn async_filter_annotations_are_dropped_and_content_filter_endings_kept() {
         "data: [DONE]\n\n",
     );
     let request = chat(r#"{"model":"m","messages":[],"stream":true}"#);
-    let mut translator = Azure.translator(&request);
+    let mut translator = Azure.translator(&request, &target(), "r1");
     let mut events = Vec::new();
     translator.feed(wire.as_bytes(), &mut events).unwrap();
     translator.finish(&mut events).unwrap();
@@ -205,7 +217,9 @@ fn async_filter_annotations_are_dropped_and_content_filter_endings_kept() {
 fn a_content_filter_refusal_keeps_status_code_param_and_innererror() {
     // The documented prompt-filter 400 (PROVIDERS.md §2.5): `type` null, Azure extras.
     let body = br#"{"error":{"message":"The response was filtered due to the prompt triggering Azure OpenAI's content management policy.","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"hate":{"filtered":true,"severity":"high"},"jailbreak":{"filtered":false,"detected":false}}}}}"#;
-    let error = Azure.client_error(400, body);
+    let UpstreamFault::Client(error) = Azure.classify(400, &http::HeaderMap::new(), body) else {
+        panic!("a content-filter 400 is the client's fault");
+    };
     assert_eq!(error.status, 400);
     assert_eq!(error.kind, "invalid_request_error");
     assert_eq!(error.code.as_deref(), Some("content_filter"));
@@ -226,14 +240,15 @@ fn a_content_filter_refusal_keeps_status_code_param_and_innererror() {
 #[test]
 fn a_token_rate_limit_429_reads_as_tokens() {
     let body = br#"{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-01-preview have exceeded token rate limit of your current AIServices S0 pricing tier. Please retry after 37 seconds."}}"#;
-    let error = Azure.client_error(429, body);
-    assert_eq!(error.kind, "tokens");
-    assert_eq!(error.code.as_deref(), Some("429"));
-    assert!(!Azure.is_quota_exhausted(body));
+    let none = http::HeaderMap::new();
+    assert_eq!(
+        Azure.classify(429, &none, body),
+        UpstreamFault::RateLimited { kind: "tokens" }
+    );
     let requests = br#"{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation have exceeded call rate limit."}}"#;
     assert_eq!(
-        Azure.client_error(429, requests).kind,
-        "invalid_request_error"
+        Azure.classify(429, &none, requests),
+        UpstreamFault::RateLimited { kind: "requests" }
     );
 }
 
@@ -244,7 +259,10 @@ fn the_health_probe_lists_models_with_the_api_key() {
         "2024-10-21",
         &["{ provider: az, deployment: gpt-4o-prod }"],
     );
-    let probe = Azure.health_probe(&config.models["m"].targets[0]).unwrap();
+    let HealthProbe::Request(probe) = Azure.health_probe(&config.models["m"].targets[0]).unwrap()
+    else {
+        panic!("Azure is probed with a request");
+    };
     assert_eq!(probe.method, "GET");
     assert_eq!(
         probe.uri.to_string(),

@@ -87,13 +87,15 @@ fn recorded_whole_answer_is_unchanged_and_usage_read() {
 #[test]
 fn recorded_client_errors_keep_status_and_message() {
     let (_, status, body) = cassette("chat-bad-request.yaml");
-    let e = OpenAi.client_error(status as u16, body.as_bytes());
+    let fault = OpenAi.classify(status as u16, &http::HeaderMap::new(), body.as_bytes());
+    let UpstreamFault::Client(e) = fault else {
+        panic!("a 400 is the client's fault, got {fault:?}");
+    };
     assert_eq!(e.status, 400);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(e.message, v["error"]["message"].as_str().unwrap());
     assert_eq!(e.code.as_deref(), v["error"]["code"].as_str());
     assert_eq!(e.param.as_deref(), v["error"]["param"].as_str());
-    assert!(!OpenAi.is_quota_exhausted(body.as_bytes()));
 }
 
 #[test]
