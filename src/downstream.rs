@@ -127,7 +127,13 @@ pub async fn start_stream(
     record: &mut RequestRecord,
     extra: &[(&'static str, String)],
 ) -> Result<(), ClientGone> {
-    let mut extra = extra.to_vec();
+    // The client always gets SSE: an upstream's own stream type (Bedrock's
+    // binary event stream) was translated away.
+    let mut extra: Vec<_> = extra
+        .iter()
+        .filter(|(n, v)| *n != "content-type" || v.starts_with("text/event-stream"))
+        .cloned()
+        .collect();
     if !extra.iter().any(|(n, _)| *n == "content-type") {
         extra.push(("content-type", "text/event-stream".to_string()));
     }

@@ -8,7 +8,7 @@
 use pingora::http::ResponseHeader;
 
 /// Headers passed through unchanged.
-const PASSED: [&str; 7] = [
+const PASSED: [&str; 8] = [
     "content-type",
     "openai-processing-ms",
     "openai-version",
@@ -16,6 +16,7 @@ const PASSED: [&str; 7] = [
     "retry-after-ms",
     "apim-request-id",
     "x-ms-region",
+    "x-amzn-requestid",
 ];
 
 /// Allowed headers of `upstream`, renamed where needed.

@@ -5,6 +5,7 @@ mod support;
 
 mod admin_and_log;
 mod azure;
+mod bedrock;
 mod config_cli;
 mod errors;
 mod mock_provider;

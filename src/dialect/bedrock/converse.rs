@@ -494,23 +494,24 @@ fn tool_config<'a>(
             },
         });
     }
-    let tool_choice =
-        match &request.tool_choice {
-            None => None,
-            Some(ToolChoice::Mode(mode)) => match mode.as_ref() {
-                "auto" => Some(ConverseToolChoice::Auto(Empty {})),
-                "required" => Some(ConverseToolChoice::Any(Empty {})),
-                "none" if has_tool_blocks => None,
-                "none" => return Ok(None),
-                other => return Err(invalid(
+    let tool_choice = match &request.tool_choice {
+        None => None,
+        Some(ToolChoice::Mode(mode)) => match mode.as_ref() {
+            "auto" => Some(ConverseToolChoice::Auto(Empty {})),
+            "required" => Some(ConverseToolChoice::Any(Empty {})),
+            "none" if has_tool_blocks => None,
+            "none" => return Ok(None),
+            other => {
+                return Err(invalid(
                     "tool_choice",
                     format!(
                         "`tool_choice` must be none, auto, required or a function, not `{other}`."
                     ),
-                )),
-            },
-            Some(ToolChoice::Function(name)) => Some(ConverseToolChoice::Tool(NamedTool { name })),
-        };
+                ))
+            }
+        },
+        Some(ToolChoice::Function(name)) => Some(ConverseToolChoice::Tool(NamedTool { name })),
+    };
     if tools.is_empty() {
         if tool_choice.is_some() {
             return Err(invalid("tool_choice", "`tool_choice` needs `tools`."));

@@ -60,6 +60,13 @@ pub enum Reply {
         /// How the body ends after the events.
         end: StreamEnd,
     },
+    /// A chunked 200 of raw bytes, one chunk per piece: binary streams such as
+    /// Bedrock's event stream.
+    Chunked {
+        content_type: &'static str,
+        pieces: Vec<Vec<u8>>,
+        end: StreamEnd,
+    },
     /// Never answer (until the connection is closed by the gateway).
     Silence,
 }
@@ -231,44 +238,72 @@ async fn write_reply(reader: &mut BufReader<TcpStream>, reply: Reply) -> bool {
                 && stream.write_all(body.as_bytes()).await.is_ok()
         }
         Reply::Stream { events, gate, end } => {
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\nset-cookie: upstream=1\r\n\r\n";
-            if stream.write_all(head.as_bytes()).await.is_err() {
-                return false;
-            }
-            for (i, event) in events.iter().enumerate() {
-                if i > 0 {
-                    if let Some(gate) = &gate {
-                        // Wait for the permit, but notice the gateway hanging up meanwhile.
-                        let mut rx = gate.lock().await;
-                        let mut probe = [0u8; 1];
-                        tokio::select! {
-                            permit = tokio::time::timeout(Duration::from_secs(10), rx.recv()) => {
-                                if !matches!(permit, Ok(Some(()))) {
-                                    return false;
-                                }
-                            }
-                            _ = stream.read(&mut probe) => return false,
-                        }
-                    }
-                }
-                let chunk = format!("{:x}\r\n{event}\r\n", event.len());
-                if stream.write_all(chunk.as_bytes()).await.is_err() {
-                    return false;
-                }
-            }
-            match end {
-                StreamEnd::Clean => {}
-                StreamEnd::Cut => return false,
-                StreamEnd::Late(wait) => tokio::time::sleep(wait).await,
-            }
-            stream.write_all(b"0\r\n\r\n").await.is_ok()
+            let pieces = events.into_iter().map(String::into_bytes).collect();
+            write_chunked(
+                stream,
+                "text/event-stream; charset=utf-8",
+                pieces,
+                gate,
+                end,
+            )
+            .await
         }
+        Reply::Chunked {
+            content_type,
+            pieces,
+            end,
+        } => write_chunked(stream, content_type, pieces, None, end).await,
         Reply::Silence => {
             let mut buf = [0u8; 64];
             let _ = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
             false
         }
     }
+}
+
+/// Writes a chunked 200 with `pieces` as its chunks; with a gate, piece k+1 is
+/// sent only after the gate released one permit. False when the connection must
+/// not be reused.
+async fn write_chunked(
+    stream: &mut TcpStream,
+    content_type: &str,
+    pieces: Vec<Vec<u8>>,
+    gate: Option<Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<()>>>>,
+    end: StreamEnd,
+) -> bool {
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nset-cookie: upstream=1\r\n\r\n");
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return false;
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            if let Some(gate) = &gate {
+                // Wait for the permit, but notice the gateway hanging up meanwhile.
+                let mut rx = gate.lock().await;
+                let mut probe = [0u8; 1];
+                tokio::select! {
+                    permit = tokio::time::timeout(Duration::from_secs(10), rx.recv()) => {
+                        if !matches!(permit, Ok(Some(()))) {
+                            return false;
+                        }
+                    }
+                    _ = stream.read(&mut probe) => return false,
+                }
+            }
+        }
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        if stream.write_all(&chunk).await.is_err() {
+            return false;
+        }
+    }
+    match end {
+        StreamEnd::Clean => {}
+        StreamEnd::Cut => return false,
+        StreamEnd::Late(wait) => tokio::time::sleep(wait).await,
+    }
+    stream.write_all(b"0\r\n\r\n").await.is_ok()
 }
 
 /// An OpenAI chat completion chunk event with `content`.
