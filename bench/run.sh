@@ -6,11 +6,12 @@
 # See bench/README.md for what is measured and how to read the output.
 #
 # Knobs (environment variables, defaults in brackets):
-#   BENCH_SCENARIOS [openai azure]        scenarios to run, space-separated
+#   BENCH_SCENARIOS [openai azure bedrock] scenarios to run, space-separated
 #   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
 #   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
 #   BENCH_LATENCY_REQUESTS [5000]  BENCH_LATENCY_WARMUP [500]
 #   BENCH_TTFC_REQUESTS [2000]     BENCH_TTFC_WARMUP [200]
+#   BENCH_TRANSLATOR_REQUESTS [20] long Bedrock streams read whole per round
 #   BENCH_THROUGHPUT_SECS [4]      BENCH_CONNECTIONS [32]
 #   BENCH_STREAMS [1000]           BENCH_STREAM_CHUNKS [8]
 #   BENCH_PROXY_CORE [0]           BENCH_CLIENT_CORE [1]
@@ -22,12 +23,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-SCENARIOS=${BENCH_SCENARIOS:-openai azure}
+SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock}
 TARGETS=${BENCH_TARGETS:-direct nginx gateway}
 ROUNDS=${BENCH_ROUNDS:-3}
 LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
 LATENCY_WARMUP=${BENCH_LATENCY_WARMUP:-500}
 TTFC_REQUESTS=${BENCH_TTFC_REQUESTS:-2000}
+TRANSLATOR_REQUESTS=${BENCH_TRANSLATOR_REQUESTS:-20}
 TTFC_WARMUP=${BENCH_TTFC_WARMUP:-200}
 THROUGHPUT_SECS=${BENCH_THROUGHPUT_SECS:-4}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -264,13 +266,13 @@ kv() {
 # against TARGET (URL, key and body chosen by the scenario), sets LINE to its
 # output and adds the CPU that other processes used meanwhile to the noise tally.
 run_loadgen() {
-    local target=$1 command=$2 kind=plain
+    local target=$1 command=$2 kind=${LOADGEN_KIND:-plain}
     shift 2
     [[ $command == ttfc ]] && kind=stream
     local busy0 ours0 wall0=$EPOCHREALTIME busy1 ours1 wall1
     busy0=$(busy_ticks)
     ours0=$(ours_ticks)
-    if ! LINE=$(taskset -c "$CLIENT_CORE" "$LOADGEN" "$command" --url "$(target_url "$target")" \
+    if ! LINE=$(taskset -c "$CLIENT_CORE" "$LOADGEN" "$command" --url "$(target_url "$target" "$kind")" \
         --header "$(target_header "$target")" --body "$(target_body "$target" "$kind")" "$@"); then
         proc_logs "$target"
         die "loadgen $command against $target failed"
@@ -311,10 +313,18 @@ proc_logs() {
     tail -n 20 "$f" >&2 || true
 }
 
+# target_url TARGET [KIND]: where TARGET is sent a request of KIND (plain,
+# stream, hold, long); upstream dialects may put streams on other paths.
 target_url() {
+    local path=$SC_UPSTREAM_PATH
+    case ${2:-plain} in
+    stream) path=$SC_UPSTREAM_STREAM_PATH ;;
+    hold) path=$SC_UPSTREAM_HOLD_PATH ;;
+    long) path=$SC_UPSTREAM_LONG_PATH ;;
+    esac
     case $1 in
-    direct) echo "http://127.0.0.1:$UPSTREAM_PORT$SC_UPSTREAM_PATH" ;;
-    nginx) echo "http://127.0.0.1:$NGINX_PORT$SC_UPSTREAM_PATH" ;;
+    direct) echo "http://127.0.0.1:$UPSTREAM_PORT$path" ;;
+    nginx) echo "http://127.0.0.1:$NGINX_PORT$path" ;;
     gateway) echo "http://127.0.0.1:$GATEWAY_PORT$SC_GATEWAY_PATH" ;;
     esac
 }
@@ -426,7 +436,7 @@ measure_throughput() {
 # they are all open.
 streams_rss() {
     local t=$1 out=$TMP/streams-$1.out pid i line
-    taskset -c "$CLIENT_CORE" "$LOADGEN" streams --url "$(target_url "$t")" \
+    taskset -c "$CLIENT_CORE" "$LOADGEN" streams --url "$(target_url "$t" hold)" \
         --header "$(target_header "$t")" --body "$(target_body "$t" hold)" --count "$STREAMS" \
         --hold-secs "$HOLD_SECS" --timeout-secs "$STREAMS_READY_SECS" >"$out" 2>"$TMP/streams-$t.err" &
     pid=$!
@@ -463,16 +473,35 @@ measure_memory() {
 # Scenarios. Each sets the SC_* variables: the gateway config template, what the
 # direct and nginx targets are sent (path, header, bodies: an upstream-dialect
 # request) and what the gateway is sent (OpenAI dialect), and the latency budget.
-# A new scenario (bedrock, failover, limits) is one more function here
+# A new scenario (failover, limits) is one more function here
 # and its name in BENCH_SCENARIOS.
 
-# write_bodies DIR MODEL HOLD_MODEL: OpenAI chat requests (plain, stream, hold).
+# write_bodies DIR MODEL HOLD_MODEL: OpenAI chat requests (plain, stream, hold,
+# long: a stream of the fake's long Bedrock model).
 write_bodies() {
     mkdir -p "$1"
     local messages='"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hi."}],"max_tokens":16,"temperature":0'
     printf '{"model":"%s",%s}' "$2" "$messages" >"$1/plain.json"
     printf '{"model":"%s",%s,"stream":true}' "$2" "$messages" >"$1/stream.json"
     printf '{"model":"%s",%s,"stream":true}' "$3" "$messages" >"$1/hold.json"
+    printf '{"model":"bench-long",%s,"stream":true}' "$messages" >"$1/long.json"
+}
+
+# The same requests in Bedrock's Converse shape (the model is in the path).
+write_converse_bodies() {
+    mkdir -p "$1"
+    local body='{"messages":[{"role":"user","content":[{"text":"Say hi."}]}],"system":[{"text":"You are a helpful assistant."}],"inferenceConfig":{"maxTokens":16,"temperature":0}}'
+    local kind
+    for kind in plain stream hold long; do printf '%s' "$body" >"$1/$kind.json"; done
+}
+
+# One upstream path for every kind of request (OpenAI, Azure: the body says
+# whether it streams).
+same_upstream_path() {
+    SC_UPSTREAM_STREAM_PATH=$SC_UPSTREAM_PATH
+    SC_UPSTREAM_HOLD_PATH=$SC_UPSTREAM_PATH
+    SC_UPSTREAM_LONG_PATH=$SC_UPSTREAM_PATH
+    SC_TRANSLATOR=0
 }
 
 scenario_openai() {
@@ -486,6 +515,7 @@ scenario_openai() {
     SC_GATEWAY_BODIES=$TMP/openai
     SC_P50_MAX=1.5
     SC_P99_MAX=2
+    same_upstream_path
     write_bodies "$TMP/openai" bench-model bench-hold
 }
 
@@ -502,7 +532,48 @@ scenario_azure() {
     SC_GATEWAY_BODIES=$TMP/openai
     SC_P50_MAX=1.5
     SC_P99_MAX=2
+    same_upstream_path
     write_bodies "$TMP/openai" bench-model bench-hold
+}
+
+scenario_bedrock() {
+    SC_TITLE="OpenAI → Bedrock (Converse)"
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway-bedrock.yaml.template
+    SC_UPSTREAM_PATH=/model/bench-model/converse
+    SC_UPSTREAM_STREAM_PATH=/model/bench-model/converse-stream
+    SC_UPSTREAM_HOLD_PATH=/model/bench-hold/converse-stream
+    SC_UPSTREAM_LONG_PATH=/model/bench-long/converse-stream
+    # The fake checks the access key id; direct and nginx send a fixed header.
+    SC_UPSTREAM_HEADER="Authorization: AWS4-HMAC-SHA256 Credential=$UPSTREAM_KEY/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=0"
+    SC_UPSTREAM_BODIES=$TMP/converse
+    SC_GATEWAY_PATH=/v1/chat/completions
+    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
+    SC_GATEWAY_BODIES=$TMP/openai
+    SC_P50_MAX=3
+    SC_P99_MAX=3
+    SC_TRANSLATOR=1
+    write_bodies "$TMP/openai" bench-model bench-hold
+    write_converse_bodies "$TMP/converse"
+}
+
+# The long Bedrock stream through each target: its bytes over the median time
+# to read it whole give how fast an event stream is taken in (MB/s).
+measure_translator() {
+    ((SC_TRANSLATOR)) || return 0
+    local bytes r t line summary
+    bytes=$(sed -n 's/.*bedrock long stream \([0-9]*\) bytes.*/\1/p' "$TMP/fake.log" | head -n 1)
+    [[ -n $bytes ]] || die "the fake upstream did not report its long stream's size"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        summary=""
+        for t in $TARGETS; do
+            LOADGEN_KIND=long run_loadgen "$t" latency --requests "$TRANSLATOR_REQUESTS" --warmup 1
+            line=$LINE
+            RES[translate:$t:$r]=$(calc "$bytes / $(kv p50_us "$line")" 1)
+            summary+=" $t ${RES[translate:$t:$r]} MB/s"
+        done
+        log "  event-stream intake round $r/$ROUNDS:$summary"
+    done
+    finish translate
 }
 
 # ---------------------------------------------------------------------------
@@ -571,6 +642,7 @@ report() {
     line "RSS right after start (MB)" rss_start_mb
     line "RSS idle after load (MB)" rss_idle_mb
     line "RSS with $STREAMS streams (MB)" rss_streams_mb "gateway < 50 MB" "g < 50"
+    ((SC_TRANSLATOR)) && line "long event stream read whole (MB/s in)" translate
     printf '\nCPU, RSS: nginx worker process; gateway whole process; direct: the fake upstream.\n'
     printf 'added = target minus direct, per round; gw/nginx compares the gateway column to nginx.\n'
     local other=0
@@ -599,6 +671,7 @@ run_scenario() {
     measure_ttfc
     measure_throughput
     measure_memory
+    measure_translator
     has_target gateway && stop_gateway
     report
 }

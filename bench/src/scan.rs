@@ -45,11 +45,13 @@ pub fn has_string(json: &[u8], key: &str, value: &str) -> bool {
     values_of(json, key).any(|v| v.starts_with(quoted.as_bytes()))
 }
 
-/// Whether an SSE body carries a `data:` event with a non-empty `"content"` string,
-/// that is, the first token of a streamed answer has arrived.
-pub fn has_content(sse: &[u8]) -> bool {
-    find(sse, b"data:").is_some()
-        && values_of(sse, "content").any(|v| v.len() > 1 && v[0] == b'"' && v[1] != b'"')
+/// Whether a streamed body carries its first token: an SSE `data:` event with a
+/// non-empty `"content"` string, or a Bedrock event frame with a non-empty
+/// `"text"` delta.
+pub fn has_content(body: &[u8]) -> bool {
+    let non_empty = |v: &[u8]| v.len() > 1 && v[0] == b'"' && v[1] != b'"';
+    (find(body, b"data:").is_some() && values_of(body, "content").any(non_empty))
+        || (find(body, b":event-type").is_some() && values_of(body, "text").any(non_empty))
 }
 
 #[cfg(test)]
@@ -76,6 +78,14 @@ mod tests {
             b"data: {\"delta\":{\"content\":\"\"}}\n\ndata: {\"delta\":{\"content\": \"hi\"}}\n\n"
         ));
         assert!(!has_content(b"{\"content\":\"hi\"}"));
+        let delta = crate::bedrock::event(
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"text":"hi"}}"#,
+        )
+        .unwrap();
+        assert!(has_content(&delta));
+        let start = crate::bedrock::event("messageStart", r#"{"role":"assistant"}"#).unwrap();
+        assert!(!has_content(&start));
     }
 
     #[test]

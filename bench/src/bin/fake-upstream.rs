@@ -13,15 +13,25 @@
 //! - Azure's shape, `POST /openai/deployments/{deployment}/chat/completions?
 //!   api-version=...`: the same answers, for the OpenAI→Azure scenario.
 //!
+//! - Bedrock's shape, `POST /model/{id}/converse`: a Converse answer; and
+//!   `/converse-stream`: an event stream, one frame per HTTP chunk (`messageStart`
+//!   with the first content frame, then content frames, then `contentBlockStop`,
+//!   `messageStop` and `metadata`). The model id `bench-long` streams
+//!   `LONG_FRAMES` content frames at once, to measure how fast the gateway
+//!   translates an event stream.
+//!
 //! With `--api-key KEY`, requests without `Authorization: Bearer KEY` (Azure
-//! paths: `api-key: KEY` and an `api-version`) get 401, so a benchmark run proves
-//! the proxy in front really swapped the credential and rewrote the URL.
+//! paths: `api-key: KEY` and an `api-version`; Bedrock paths: a SigV4
+//! `Authorization` whose access key id is KEY) get 401, so a benchmark run proves
+//! the proxy in front really swapped the credential and rewrote the URL. (The
+//! signature itself is verified in the end-to-end tests, not here.)
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_bench::args::Args;
+use switchyard_bench::bedrock;
 use switchyard_bench::http::{read_request, Request, MAX_HEAD};
 use switchyard_bench::scan::{has_string, has_true};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,8 +43,23 @@ const USAGE: &str = "usage: fake-upstream --port PORT [--chunks 8] [--delay-ms 0
 /// The model name that makes a stream stay open for `--hold-ms`.
 const HOLD_MODEL: &str = "bench-hold";
 
+/// The Bedrock model id whose stream is `LONG_FRAMES` frames, sent at once.
+const LONG_MODEL: &str = "bench-long";
+
+/// Content frames of the long Bedrock stream.
+const LONG_FRAMES: usize = 20_000;
+
 /// Prompt tokens reported in every `usage` object.
 const PROMPT_TOKENS: usize = 5;
+
+/// A streamed answer, pre-built: the head, the first write (holding the first
+/// content), each further content write, and the end with the terminator.
+struct StreamParts {
+    head: Vec<u8>,
+    first: Vec<u8>,
+    content: Vec<u8>,
+    end: Vec<u8>,
+}
 
 /// Everything a connection needs: behaviour settings and pre-built replies.
 struct Fake {
@@ -43,18 +68,55 @@ struct Fake {
     hold: Duration,
     api_key: Option<String>,
     completion: Vec<u8>,
+    converse: Vec<u8>,
     models: Vec<u8>,
     unauthorized: Vec<u8>,
     not_found: Vec<u8>,
-    stream_head: Vec<u8>,
-    content_event: Vec<u8>,
-    stream_end: Vec<u8>,
+    openai_stream: StreamParts,
+    bedrock_stream: StreamParts,
 }
 
 /// One SSE event framed as its own HTTP chunk.
 fn chunk(event: &str) -> Vec<u8> {
-    let data = format!("data: {event}\n\n");
-    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+    http_chunk(format!("data: {event}\n\n").as_bytes())
+}
+
+/// `bytes` as one HTTP/1.1 chunk.
+fn http_chunk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The ConverseStream of the fake: frames as HTTP chunks.
+fn bedrock_stream(chunks: usize) -> Result<StreamParts, String> {
+    let content = bedrock::event(
+        "contentBlockDelta",
+        r#"{"contentBlockIndex":0,"delta":{"text":"hi"}}"#,
+    )?;
+    let mut first = bedrock::event("messageStart", r#"{"role":"assistant"}"#)?;
+    first.extend_from_slice(&content);
+    let mut end = bedrock::event("contentBlockStop", r#"{"contentBlockIndex":0}"#)?;
+    end.extend_from_slice(&bedrock::event(
+        "messageStop",
+        r#"{"stopReason":"end_turn"}"#,
+    )?);
+    end.extend_from_slice(&bedrock::event(
+        "metadata",
+        &format!(
+            r#"{{"usage":{{"inputTokens":{PROMPT_TOKENS},"outputTokens":{chunks},"totalTokens":{}}},"metrics":{{"latencyMs":1}}}}"#,
+            PROMPT_TOKENS + chunks
+        ),
+    )?);
+    let mut end = http_chunk(&end);
+    end.extend_from_slice(b"0\r\n\r\n");
+    Ok(StreamParts {
+        head: b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+        first: http_chunk(&first),
+        content: http_chunk(&content),
+        end,
+    })
 }
 
 /// A complete JSON response with `Content-Length`.
@@ -76,7 +138,12 @@ fn error_response(status: &str, message: &str, code: &str) -> Vec<u8> {
 }
 
 impl Fake {
-    fn new(chunks: usize, delay: Duration, hold: Duration, api_key: Option<String>) -> Fake {
+    fn new(
+        chunks: usize,
+        delay: Duration,
+        hold: Duration,
+        api_key: Option<String>,
+    ) -> Result<Fake, String> {
         let usage = |completion: usize| {
             format!(
                 r#""usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{completion},"total_tokens":{}}}"#,
@@ -95,25 +162,44 @@ impl Fake {
         let mut stream_end = chunk(&final_event);
         stream_end.extend_from_slice(&chunk("[DONE]"));
         stream_end.extend_from_slice(b"0\r\n\r\n");
-        Fake {
+        let converse = format!(
+            r#"{{"output":{{"message":{{"role":"assistant","content":[{{"text":"hi"}}]}}}},"stopReason":"end_turn","usage":{{"inputTokens":{PROMPT_TOKENS},"outputTokens":1,"totalTokens":{}}},"metrics":{{"latencyMs":1}}}}"#,
+            PROMPT_TOKENS + 1
+        );
+        Ok(Fake {
             chunks,
             delay,
             hold,
             api_key,
             completion: json_response("200 OK", &completion),
+            converse: json_response("200 OK", &converse),
             models: json_response(
                 "200 OK",
                 r#"{"object":"list","data":[{"id":"bench-model","object":"model","created":1,"owned_by":"bench"}]}"#,
             ),
             unauthorized: error_response("401 Unauthorized", "bad upstream key", "invalid_api_key"),
             not_found: error_response("404 Not Found", "no such path", "not_found"),
-            stream_head: b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
-            content_event: chunk(content_event),
-            stream_end,
-        }
+            openai_stream: StreamParts {
+                head: b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                first: chunk(content_event),
+                content: chunk(content_event),
+                end: stream_end,
+            },
+            bedrock_stream: bedrock_stream(chunks)?,
+        })
     }
 
     fn authorized(&self, req: &Request) -> bool {
+        if bedrock::operation(&req.path).is_some() {
+            return match &self.api_key {
+                None => true,
+                Some(key) => req.authorization.as_deref().is_some_and(|a| {
+                    a.strip_prefix("AWS4-HMAC-SHA256 Credential=")
+                        .and_then(|c| c.split_once('/'))
+                        .is_some_and(|(id, _)| id == key)
+                }),
+            };
+        }
         if is_azure_chat(&req.path) {
             let versioned = req.query.split('&').any(|p| p.starts_with("api-version="));
             return versioned
@@ -170,7 +256,13 @@ fn run() -> Result<(), String> {
         Duration::from_millis(args.get("delay-ms", 0)?),
         Duration::from_millis(args.get("hold-ms", 10_000)?),
         api_key,
-    ));
+    )?);
+    // The harness reads this line to turn the long stream's time into MB/s.
+    let long = &fake.bedrock_stream;
+    eprintln!(
+        "fake-upstream: bedrock long stream {} bytes of frames",
+        long.first.len() + (LONG_FRAMES - 1) * long.content.len() + long.end.len()
+    );
     let runtime = match threads {
         0 => return Err("--threads must be at least 1".into()),
         1 => tokio::runtime::Builder::new_current_thread()
@@ -226,17 +318,33 @@ async fn serve_connection(stream: &mut TcpStream, fake: &Fake) -> std::io::Resul
             stream.write_all(&fake.unauthorized).await?;
         } else {
             let chat = req.path == "/v1/chat/completions" || is_azure_chat(&req.path);
+            let converse = bedrock::operation(&req.path);
             match (req.method.as_str(), req.path.as_str()) {
                 ("POST", _) if chat => {
                     if has_true(&req.body, "stream") {
                         let hold = has_string(&req.body, "model", HOLD_MODEL);
-                        if !stream_reply(stream, &mut buf, fake, hold).await? {
+                        let parts = &fake.openai_stream;
+                        if !stream_reply(stream, &mut buf, fake, parts, hold, fake.chunks).await? {
                             return Ok(());
                         }
                     } else {
                         stream.write_all(&fake.completion).await?;
                     }
                 }
+                ("POST", _) if converse.is_some() => match converse {
+                    Some((model, true)) => {
+                        let frames = if model == LONG_MODEL {
+                            LONG_FRAMES
+                        } else {
+                            fake.chunks
+                        };
+                        let (parts, hold) = (&fake.bedrock_stream, model == HOLD_MODEL);
+                        if !stream_reply(stream, &mut buf, fake, parts, hold, frames).await? {
+                            return Ok(());
+                        }
+                    }
+                    _ => stream.write_all(&fake.converse).await?,
+                },
                 ("GET", "/v1/models") => stream.write_all(&fake.models).await?,
                 _ => stream.write_all(&fake.not_found).await?,
             }
@@ -248,25 +356,27 @@ async fn serve_connection(stream: &mut TcpStream, fake: &Fake) -> std::io::Resul
     Ok(())
 }
 
-/// Writes a streamed answer, one event per write; returns false when the client
-/// went away while the stream was held open.
+/// Writes a streamed answer of `events` content events, one event per write;
+/// returns false when the client went away while the stream was held open.
 async fn stream_reply(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     fake: &Fake,
+    parts: &StreamParts,
     hold: bool,
+    events: usize,
 ) -> std::io::Result<bool> {
-    stream.write_all(&fake.stream_head).await?;
-    stream.write_all(&fake.content_event).await?;
+    stream.write_all(&parts.head).await?;
+    stream.write_all(&parts.first).await?;
     if hold && !hold_open(stream, buf, fake.hold).await? {
         return Ok(false);
     }
-    for _ in 1..fake.chunks {
+    for _ in 1..events {
         pause(fake.delay).await;
-        stream.write_all(&fake.content_event).await?;
+        stream.write_all(&parts.content).await?;
     }
     pause(fake.delay).await;
-    stream.write_all(&fake.stream_end).await?;
+    stream.write_all(&parts.end).await?;
     Ok(true)
 }
 
