@@ -12,6 +12,11 @@ config written for the session. Two kinds of provider sit behind it:
   checks Azure's URL shape, `api-version` and `api-key`, and answers with bodies and
   stream chunks recorded from the real service. Its behaviour is chosen by the
   deployment named in the URL (see `FakeAzure`).
+* `bedrock-*` (`type: bedrock`): fake AWS Bedrock Runtimes (Converse and
+  ConverseStream) that verify every request's SigV4 signature with botocore, or its
+  Bedrock API key, and answer with bodies and event-stream bytes recorded from the
+  real service. Their behaviour is chosen by a marker in the last user message (see
+  `FakeBedrock`). The Bedrock tests run their own gateway (`bedrock_gateway`).
 
 Everything binds 127.0.0.1 only; the gateway is stopped by its PID at teardown.
 """
@@ -21,25 +26,36 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
+import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import openai
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 10.0
@@ -54,7 +70,20 @@ PROVIDER_KEY = "sk-upstream-e2e-" + secrets.token_hex(16)
 # AZURE_WRONG_KEY is configured on one provider to provoke Azure's 401.
 AZURE_KEY = secrets.token_hex(16)
 AZURE_WRONG_KEY = secrets.token_hex(16)
-ALL_SECRETS = (FULL_KEY, RESTRICTED_KEY, PROVIDER_KEY, AZURE_KEY, AZURE_WRONG_KEY)
+# AWS credentials of the fake Bedrock. The access key id is no secret (every
+# Authorization header names it); the rest are. BEDROCK_WRONG_SECRET is configured on
+# one provider to provoke Bedrock's InvalidSignatureException.
+BEDROCK_ACCESS_KEY_ID = "AKIDEXAMPLE"
+BEDROCK_SECRET = secrets.token_urlsafe(30)  # 40 characters, like a secret access key
+BEDROCK_WRONG_SECRET = secrets.token_urlsafe(30)
+# An STS session token: long base64 with `+`, `/` and `=`, sent (and signed) verbatim.
+BEDROCK_SESSION_TOKEN = ("IQoJb3JpZ2luX2VjE"
+                         + base64.b64encode(b"\xfb\xff" + secrets.token_bytes(159)).decode())
+# A Bedrock API key (sent as `Authorization: Bearer`), in the shape AWS issues them.
+BEDROCK_API_KEY = "ABSK" + base64.b64encode(
+    b"BedrockAPIKey-e2e-at-" + secrets.token_hex(20).encode()).decode()
+ALL_SECRETS = (FULL_KEY, RESTRICTED_KEY, PROVIDER_KEY, AZURE_KEY, AZURE_WRONG_KEY,
+               BEDROCK_SECRET, BEDROCK_WRONG_SECRET, BEDROCK_SESSION_TOKEN, BEDROCK_API_KEY)
 
 # Prices of the `gpt-4o` target, USD per million tokens (for `cost_usd`).
 GPT4O_PRICE_IN = 2.5
@@ -670,6 +699,545 @@ class FakeAzureServer(RecordingServer):
 
 
 # --------------------------------------------------------------------------------------
+# The fake AWS Bedrock Runtime
+# --------------------------------------------------------------------------------------
+
+SHARED_VECTORS = REPO_ROOT.parent / "shared" / "vectors"
+BEDROCK_FIXTURES = SHARED_FIXTURES / "vercel-ai" / "amazon-bedrock"
+BEDROCK_CAPTURES = SHARED_VECTORS / "eventstream" / "bedrock-captures"
+SIGV4_SUITE = SHARED_VECTORS / "sigv4" / "aws-sig-v4-test-suite"
+
+BEDROCK_REGION = "us-east-1"
+BEDROCK_SERVICE = "bedrock"  # the SigV4 signing name (not `bedrock-runtime`)
+BEDROCK_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+# The model id as one percent-encoded path segment, as it must go on the wire.
+BEDROCK_MODEL_SEGMENT = "anthropic.claude-3-haiku-20240307-v1%3A0"
+BEDROCK_CONVERSE_PATH = f"/model/{BEDROCK_MODEL_SEGMENT}/converse"
+BEDROCK_STREAM_PATH = f"/model/{BEDROCK_MODEL_SEGMENT}/converse-stream"
+EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
+# Top-level members of a Converse request (`BRM:ConverseRequest`, modelId is the path).
+CONVERSE_REQUEST_MEMBERS = {
+    "messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
+    "additionalModelRequestFields", "additionalModelResponseFieldPaths", "promptVariables",
+    "requestMetadata", "performanceConfig", "serviceTier", "outputConfig"}
+
+# What the fake answers is chosen by a marker in the last user message's text, e.g.
+# "[fake-bedrock:tool] What is the weather?"; without a marker: BR_TEXT.
+BEDROCK_MARKER = re.compile(r"\[fake-bedrock:([a-z0-9-]+)\]")
+
+
+def bedrock_marker(name: str) -> str:
+    return f"[fake-bedrock:{name}]"
+
+
+# -- Converse answers (non-streaming) ---------------------------------------------------
+BR_TEXT = "text"                    # amazon-bedrock-text.json: end_turn
+BR_TOOL = "tool"                    # issue-11363-...-tool-use.json: one toolUse, no text
+BR_TOOL_NO_ARGS = "tool-no-args"    # amazon-bedrock-tool-no-args.json: text + toolUse {}
+BR_TWO_TOOLS = "two-tools"          # amazon-bedrock-json-with-tool.1.json: two toolUse blocks
+BR_MAX_TOKENS = "max-tokens"        # issue-17523-converse.json: max_tokens, no cache fields
+BR_GUARDRAIL = "guardrail"          # amazon-bedrock-guard-content-intervened.json
+BR_REASONING = "reasoning"          # amazon-bedrock-reasoning.json: reasoningContent + text
+# Derived from real bodies (one field changed, see `bedrock_answer_body`): no recording
+# has these stop reasons or non-zero cache counts.
+BR_STOP_SEQUENCE = "stop-sequence"  # issue-11363-...-end-turn.json, stopReason stop_sequence
+BR_CONTENT_FILTERED = "content-filtered"  # the guardrail body, stopReason content_filtered
+BR_CACHE = "cache"                  # amazon-bedrock-text.json with cache read/write counts
+
+BEDROCK_ANSWER_FILES = {
+    BR_TEXT: "amazon-bedrock-text.json",
+    BR_TOOL: "issue-11363-stop-sequence-null-tool-use.json",
+    BR_TOOL_NO_ARGS: "amazon-bedrock-tool-no-args.json",
+    BR_TWO_TOOLS: "amazon-bedrock-json-with-tool.1.json",
+    BR_MAX_TOKENS: "issue-17523-converse.json",
+    BR_GUARDRAIL: "amazon-bedrock-guard-content-intervened.json",
+    BR_REASONING: "amazon-bedrock-reasoning.json",
+    BR_STOP_SEQUENCE: "issue-11363-stop-sequence-null-end-turn.json",
+    BR_CONTENT_FILTERED: "amazon-bedrock-guard-content-intervened.json",
+    BR_CACHE: "amazon-bedrock-text.json",
+}
+BR_CACHE_READ = 1024   # the derived cache body's cacheReadInputTokens
+BR_CACHE_WRITE = 256   # ... and cacheWriteInputTokens
+
+# -- ConverseStream answers -----------------------------------------------------------
+BRS_TEXT = "text"                   # envoy-converse-stream-text.bin, whole
+BRS_TOOL = "tool"                   # envoy-converse-stream-text-tooluse.bin, whole
+BRS_EXCEPTION = "stream-exception"  # 3 frames of the text capture, then the exception frame
+BRS_EXCEPTION_FIRST = "stream-exception-first"  # the exception capture alone
+BRS_TRUNCATED = "stream-truncated"  # the text capture cut inside its 4th frame; clean HTTP end
+BRS_CORRUPT = "stream-corrupt"      # the text capture, one payload byte of its 4th frame flipped
+BRS_FRAMES_BEFORE_BREAK = 3         # frames before the break: messageStart + 2 text deltas
+BEDROCK_STREAM_FILES = {
+    BRS_TEXT: "envoy-converse-stream-text.bin",
+    BRS_TOOL: "envoy-converse-stream-text-tooluse.bin",
+    "exception": "vercel-model-stream-error-exception.bin",
+}
+
+# -- Errors, as Bedrock sends them: status, `x-amzn-ErrorType`, `{"message": ...}` ----
+BEDROCK_ERROR_NAMESPACE = "http://internal.amazon.com/coral/com.amazon.bedrock/"
+CORAL_ERROR_NAMESPACE = "http://internal.amazon.com/coral/com.amazon.coral.service/"
+# Real (amazon-bedrock-empty-message-validation-error.json).
+BR_VALIDATION_MESSAGE = ("The content field in the Message object at messages.1 is empty. Add a "
+                         "ContentBlock object to the content field and try again.")
+BEDROCK_ERRORS: dict[str, tuple[str, int, dict]] = {
+    "validation": ("ValidationException", 400, {"message": BR_VALIDATION_MESSAGE}),
+    "throttling": ("ThrottlingException", 429, {
+        "message": "Too many requests, please wait before trying again."}),
+    "quota": ("ServiceQuotaExceededException", 400, {
+        "message": "Too many tokens per day, please wait before trying again."}),
+    "access-denied": ("AccessDeniedException", 403, {
+        "message": "You don't have access to the model with the specified model ID."}),
+    "not-found": ("ResourceNotFoundException", 404, {
+        "message": "Model not found. Check the model ID and try again."}),
+    "model-timeout": ("ModelTimeoutException", 408, {
+        "message": "Model has timed out in processing the request. Try your request again."}),
+    "model-error": ("ModelErrorException", 424, {
+        "message": "The model returned an error. Try your request again.",
+        "originalStatusCode": 500,
+        "resourceName": f"arn:aws:bedrock:{BEDROCK_REGION}::foundation-model/{BEDROCK_MODEL_ID}"}),
+    "internal": ("InternalServerException", 500, {
+        "message": "The system encountered an unexpected error during processing. "
+                   "Try your request again."}),
+    "unavailable": ("ServiceUnavailableException", 503, {
+        "message": "Bedrock is unable to process your request."}),
+    "not-ready": ("ModelNotReadyException", 429, {
+        "message": "Model is not ready for inference. Wait and try your request again."}),
+}
+# Coral's front end refuses a request it cannot authenticate (AWS's words; the
+# signature message continues with the canonical request and string to sign the
+# service expected, which quote the signed headers, session token included).
+BR_SIGNATURE_MESSAGE = ("The request signature we calculated does not match the signature you "
+                        "provided.")
+BR_SIGNATURE_MESSAGE_TAIL = (" Check your AWS Secret Access Key and signing method. Consult the "
+                             "service documentation for details.")
+BR_BAD_TOKEN_MESSAGE = "The security token included in the request is invalid."
+
+
+@functools.cache
+def bedrock_answer_body(marker: str) -> bytes:
+    """The Converse body the fake answers for `marker`: a recording's bytes as they
+    are, or (for the three derived answers) that recording with one field changed."""
+    raw = (BEDROCK_FIXTURES / BEDROCK_ANSWER_FILES[marker]).read_bytes()
+    if marker not in (BR_STOP_SEQUENCE, BR_CONTENT_FILTERED, BR_CACHE):
+        return raw
+    body = json.loads(raw)
+    if marker == BR_STOP_SEQUENCE:
+        body["stopReason"] = "stop_sequence"
+    elif marker == BR_CONTENT_FILTERED:
+        body["stopReason"] = "content_filtered"
+    else:
+        usage = body["usage"]
+        for key, value in (("cacheRead", BR_CACHE_READ), ("cacheWrite", BR_CACHE_WRITE)):
+            usage[f"{key}InputTokens"] = usage[f"{key}InputTokenCount"] = value
+        usage["totalTokens"] = (usage["inputTokens"] + usage["outputTokens"]
+                                + BR_CACHE_READ + BR_CACHE_WRITE)
+    return json.dumps(body, indent=2).encode()
+
+
+def eventstream_frames(data: bytes) -> list[bytes]:
+    """`data` cut into event-stream messages by their length prelude (no checks)."""
+    frames, offset = [], 0
+    while offset < len(data):
+        (total,) = struct.unpack_from(">I", data, offset)
+        frames.append(data[offset:offset + total])
+        offset += total
+    return frames
+
+
+def eventstream_frame_ok(frame: bytes) -> bool:
+    """Whether both CRCs of one event-stream message hold."""
+    if len(frame) < 16:
+        return False
+    total, headers_len, prelude_crc = struct.unpack_from(">III", frame, 0)
+    (message_crc,) = struct.unpack_from(">I", frame, len(frame) - 4)
+    return (total == len(frame) and headers_len <= total - 16
+            and zlib.crc32(frame[:8]) == prelude_crc and zlib.crc32(frame[:-4]) == message_crc)
+
+
+@functools.cache
+def bedrock_capture(name: str) -> bytes:
+    return (BEDROCK_CAPTURES / BEDROCK_STREAM_FILES[name]).read_bytes()
+
+
+@functools.cache
+def bedrock_stream_bytes(marker: str) -> bytes:
+    """The event-stream body the fake sends for `marker` (made of the real captures)."""
+    if marker in (BRS_TEXT, BRS_TOOL):
+        return bedrock_capture(marker)
+    text = eventstream_frames(bedrock_capture(BRS_TEXT))
+    before = b"".join(text[:BRS_FRAMES_BEFORE_BREAK])
+    broken = text[BRS_FRAMES_BEFORE_BREAK]
+    if marker == BRS_EXCEPTION:
+        return before + bedrock_capture("exception")
+    if marker == BRS_EXCEPTION_FIRST:
+        return bedrock_capture("exception")
+    if marker == BRS_TRUNCATED:
+        return before + broken[:len(broken) // 2]
+    if marker == BRS_CORRUPT:
+        damaged = bytearray(broken)
+        damaged[len(damaged) - 10] ^= 0x20  # inside the JSON payload: the message CRC fails
+        return before + bytes(damaged) + b"".join(text[BRS_FRAMES_BEFORE_BREAK + 1:])
+    raise KeyError(marker)
+
+
+# Write sizes for stream bodies: odd, small and large, so frames (and their 12-byte
+# preludes) are split across HTTP chunks and TCP segments anywhere.
+STREAM_WRITE_SIZES = (1, 5, 12, 61, 3, 97, 17, 150, 29, 7, 233)
+
+
+def odd_pieces(data: bytes) -> Iterator[bytes]:
+    offset, i = 0, 0
+    while offset < len(data):
+        size = STREAM_WRITE_SIZES[i % len(STREAM_WRITE_SIZES)]
+        yield data[offset:offset + size]
+        offset += size
+        i += 1
+
+
+# -- SigV4, verified independently with botocore --------------------------------------
+
+SIGV4_ALGORITHM = "AWS4-HMAC-SHA256"
+SIGV4_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+SIGV4_MAX_SKEW_S = 300  # AWS refuses a request signed more than 5 minutes off
+
+
+class _AsReceivedSigV4(SigV4Auth):
+    """botocore's SigV4 over exactly the headers a request's SignedHeaders lists,
+    with the values it arrived with (botocore would pick its own set otherwise)."""
+
+    def __init__(self, credentials: Credentials, service: str, region: str,
+                 signed: list[tuple[str, str]]) -> None:
+        super().__init__(credentials, service, region)
+        self._signed = signed
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        headers = HTTPHeaders()
+        for name, value in self._signed:
+            headers[name.lower()] = value  # appends: repeated headers stay repeated
+        return headers
+
+
+@dataclass
+class SigV4Verdict:
+    """What a SigV4 verifier concluded: `error` is the AWS exception name when the
+    request is refused, and `reason` says why (for test diagnostics)."""
+
+    error: str | None
+    reason: str
+    canonical_request: str = ""
+    string_to_sign: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def message(self) -> str:
+        """The message AWS would answer with."""
+        if self.error == "MissingAuthenticationTokenException":
+            return "Missing Authentication Token"
+        if self.error == "UnrecognizedClientException":
+            return BR_BAD_TOKEN_MESSAGE
+        if self.error == "InvalidSignatureException" and self.canonical_request:
+            return (BR_SIGNATURE_MESSAGE + BR_SIGNATURE_MESSAGE_TAIL
+                    + "\n\nThe Canonical String for this request should have been\n'"
+                    + self.canonical_request + "'\n\nThe String-to-Sign should have been\n'"
+                    + self.string_to_sign + "'\n")
+        return self.reason
+
+
+def parse_sigv4_authorization(value: str) -> dict[str, str] | None:
+    """{Credential, SignedHeaders, Signature} of an `AWS4-HMAC-SHA256 ...` header."""
+    if not value.startswith(SIGV4_ALGORITHM + " "):
+        return None
+    fields: dict[str, str] = {}
+    for part in value[len(SIGV4_ALGORITHM) + 1:].split(","):
+        key, sep, val = part.strip().partition("=")
+        if not sep or key in fields:
+            return None
+        fields[key] = val
+    return fields if set(fields) == {"Credential", "SignedHeaders", "Signature"} else None
+
+
+def verify_sigv4(method: str, path: str, headers: list[tuple[str, str]], body: bytes, *,
+                 credentials: Credentials, region: str, service: str = BEDROCK_SERVICE,
+                 now: datetime | None = None) -> SigV4Verdict:
+    """Checks a request as received — method, the raw path, the headers and the body
+    — against AWS's SigV4 rules, recomputing its signature with botocore.
+
+    The canonical URI is the raw path encoded once more (botocore's non-S3 rule, and
+    AWS's: a model id's `%3A` on the wire is `%253A` in the canonical request). With
+    a session token the request must carry it in `x-amz-security-token`, signed
+    (PROVIDERS.md §3.9); without one it must carry none.
+    """
+    def refuse(error: str, reason: str, creq: str = "", sts: str = "") -> SigV4Verdict:
+        return SigV4Verdict(error, reason, creq, sts)
+
+    by_name: dict[str, list[str]] = {}
+    for name, value in headers:
+        by_name.setdefault(name.lower(), []).append(value)
+    auths = by_name.get("authorization", [])
+    if not auths:
+        return refuse("MissingAuthenticationTokenException", "no Authorization header")
+    fields = parse_sigv4_authorization(auths[0]) if len(auths) == 1 else None
+    if fields is None:
+        return refuse("IncompleteSignatureException", f"malformed Authorization: {auths}")
+    scope = fields["Credential"].split("/")
+    if len(scope) != 5:
+        return refuse("IncompleteSignatureException", f"malformed Credential: {scope}")
+    access_key, scope_date, scope_region, scope_service, terminator = scope
+    if access_key != credentials.access_key:
+        return refuse("UnrecognizedClientException", f"unknown access key id {access_key}")
+    if (scope_region, scope_service, terminator) != (region, service, "aws4_request"):
+        return refuse("InvalidSignatureException",
+                      f"credential scope {'/'.join(scope[1:])}: expected region {region}, "
+                      f"service {service}, aws4_request")
+    dates = by_name.get("x-amz-date", [])
+    try:
+        (amz_date,) = dates
+        signed_at = datetime.strptime(amz_date, SIGV4_TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return refuse("IncompleteSignatureException", f"x-amz-date headers {dates}")
+    if amz_date[:8] != scope_date:
+        return refuse("InvalidSignatureException",
+                      f"credential scope date {scope_date} is not x-amz-date's {amz_date}")
+    now = now or datetime.now(timezone.utc)
+    if abs((now - signed_at).total_seconds()) > SIGV4_MAX_SKEW_S:
+        return refuse("InvalidSignatureException", f"signature expired: signed at {amz_date}")
+    signed = fields["SignedHeaders"].split(";")
+    if signed != sorted(set(signed)) or any(n != n.lower() or not n for n in signed):
+        return refuse("InvalidSignatureException", f"SignedHeaders not lower-case, sorted, "
+                      f"unique: {fields['SignedHeaders']}")
+    missing = [n for n in ("host", "x-amz-date") if n not in signed]
+    missing += [n for n in signed if n not in by_name]
+    if missing:
+        return refuse("InvalidSignatureException", f"headers not signed or not sent: {missing}")
+    tokens = by_name.get("x-amz-security-token", [])
+    if credentials.token:
+        if tokens != [credentials.token]:
+            return refuse("UnrecognizedClientException",
+                          f"{len(tokens)} x-amz-security-token header(s), not the session token")
+        if "x-amz-security-token" not in signed:
+            return refuse("InvalidSignatureException", "x-amz-security-token is not signed")
+    elif tokens:
+        return refuse("UnrecognizedClientException",
+                      "x-amz-security-token sent with long-term credentials")
+    content_sha = by_name.get("x-amz-content-sha256")
+    if content_sha is not None and content_sha != [hashlib.sha256(body).hexdigest()]:
+        return refuse("InvalidSignatureException",
+                      f"x-amz-content-sha256 {content_sha} is not the body's SHA-256")
+    (host,) = by_name["host"][:1]
+    request = AWSRequest(method=method, url=f"http://{host}{path}", data=body)
+    request.context["timestamp"] = amz_date
+    signer = _AsReceivedSigV4(credentials, service, region,
+                              [(n, v) for n, v in headers if n.lower() in signed])
+    creq = signer.canonical_request(request)
+    sts = signer.string_to_sign(request, creq)
+    expected = signer.signature(sts, request)
+    if not hmac.compare_digest(expected, fields["Signature"]):
+        return refuse("InvalidSignatureException",
+                      f"signature mismatch; the fake's canonical request was:\n{creq}", creq, sts)
+    return SigV4Verdict(None, "valid", creq, sts)
+
+
+def bedrock_credentials(secret: str = BEDROCK_SECRET, token: str | None = None) -> Credentials:
+    return Credentials(BEDROCK_ACCESS_KEY_ID, secret, token)
+
+
+class FakeBedrockHandler(RecordingHandler):
+    """Bedrock Runtime: `POST /model/{modelId}/converse` and `/converse-stream`.
+
+    Like the real service it first authenticates the request (SigV4 or a Bedrock API
+    key, whichever the server was made with) and answers 403 when it cannot, then
+    404 to a path it does not serve and 400 to a model id it does not know. Every
+    request keeps the verdict in `rec.auth_problem` (None when accepted) and the
+    `x-amzn-RequestId` of its answer in `rec.amzn_request_id`.
+    """
+
+    server: "FakeBedrockServer"
+    amzn_request_id = ""
+
+    def provider_headers(self) -> dict[str, str]:
+        return {"x-amzn-RequestId": self.amzn_request_id}
+
+    def _aws_error(self, name: str, status: int, body: dict, namespace: str) -> None:
+        self._send_json(status, body, {"x-amzn-ErrorType": f"{name}:{namespace}"})
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.amzn_request_id = str(uuid.uuid4())
+        self._record("GET")
+        self._send_json(404, {"Output": {
+            "__type": "com.amazon.coral.service#UnknownOperationException"}, "Version": "1.0"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.amzn_request_id = str(uuid.uuid4())
+        rec = self._record("POST", self._read_body())
+        rec.amzn_request_id = self.amzn_request_id
+        problem = self.server.authenticate(rec)
+        rec.auth_problem = None if problem.ok else f"{problem.error}: {problem.reason}"
+        if not problem.ok:
+            self._aws_error(problem.error, 403, {"message": problem.message()},
+                            CORAL_ERROR_NAMESPACE)
+            return
+        route = bedrock_route(rec.path)
+        if route is None:
+            self._send_json(404, {"Output": {
+                "__type": "com.amazon.coral.service#UnknownOperationException"},
+                "Version": "1.0"})
+            return
+        model_id, operation = route
+        if model_id != BEDROCK_MODEL_ID or not isinstance(rec.json, dict):
+            self._aws_error("ValidationException", 400,
+                            {"message": "The provided model identifier is invalid."}
+                            if model_id != BEDROCK_MODEL_ID else
+                            {"message": "The request body is not a JSON object."},
+                            BEDROCK_ERROR_NAMESPACE)
+            return
+        marker = converse_marker(rec.json) or BR_TEXT
+        if marker in BEDROCK_ERRORS:
+            name, status, body = BEDROCK_ERRORS[marker]
+            self._aws_error(name, status, body, BEDROCK_ERROR_NAMESPACE)
+        elif operation == "converse" and marker in BEDROCK_ANSWER_FILES:
+            self._send_body(200, bedrock_answer_body(marker))
+        elif operation == "converse-stream" and marker in (
+                BRS_TEXT, BRS_TOOL, BRS_EXCEPTION, BRS_EXCEPTION_FIRST, BRS_TRUNCATED,
+                BRS_CORRUPT):
+            self._send_eventstream(bedrock_stream_bytes(marker))
+        else:
+            self._aws_error("ValidationException", 400, {
+                "message": f"fake Bedrock: no {operation} answer for marker {marker!r}"},
+                BEDROCK_ERROR_NAMESPACE)
+
+    def _send_eventstream(self, data: bytes) -> None:
+        """`data` as a chunked body in many small writes of odd sizes."""
+        self.send_response(200)
+        self.send_header("content-type", EVENTSTREAM_CONTENT_TYPE)
+        self.send_header("transfer-encoding", "chunked")
+        for name, value in self.provider_headers().items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.flush()
+        for piece in odd_pieces(data):
+            self._send_chunk(piece)
+            time.sleep(0.001)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+def bedrock_route(path: str) -> tuple[str, str] | None:
+    """(model id, operation) of `/model/{percent-encoded model id}/{operation}`."""
+    m = re.fullmatch(r"/model/([^/?]+)/(converse|converse-stream)", path)
+    return (urllib.parse.unquote(m.group(1)), m.group(2)) if m else None
+
+
+def converse_marker(body: dict) -> str | None:
+    """The `[fake-bedrock:...]` marker in the text of the last user message, if any."""
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            texts = [block.get("text") for block in message.get("content") or []
+                     if isinstance(block, dict) and isinstance(block.get("text"), str)]
+            found = BEDROCK_MARKER.search(" ".join(texts))
+            return found.group(1) if found else None
+    return None
+
+
+class FakeBedrockServer(RecordingServer):
+    """A Bedrock Runtime in `region` that accepts either SigV4 with `credentials` or
+    the Bedrock API key `api_key` (exactly one). What a correct gateway never sends
+    is also noted in `violations`."""
+
+    def __init__(self, *, credentials: Credentials | None = None, api_key: str | None = None,
+                 region: str = BEDROCK_REGION) -> None:
+        assert (credentials is None) != (api_key is None)
+        super().__init__(FakeBedrockHandler)
+        self.credentials = credentials
+        self.api_key = api_key
+        self.region = region
+        self.violations: list[str] = []
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # a client hanging up is no error
+
+    def authenticate(self, rec: RecordedRequest) -> SigV4Verdict:
+        problems = []
+        if not (rec.header("content-type") or "").startswith("application/json"):
+            problems.append(f"content-type {rec.header('content-type')!r}")
+        if self.api_key is not None:
+            amz = sorted(n for n in rec.headers if n.startswith("x-amz-"))
+            if amz:
+                problems.append(f"SigV4 headers {amz} sent with a Bedrock API key")
+            verdict = (SigV4Verdict(None, "valid API key")
+                       if rec.headers.get("authorization") == [f"Bearer {self.api_key}"]
+                       else SigV4Verdict("UnrecognizedClientException",
+                                         "not `Authorization: Bearer <the API key>`"))
+        else:
+            verdict = verify_sigv4(rec.method, rec.path, rec.header_list, rec.body,
+                                   credentials=self.credentials, region=self.region)
+        if problems:
+            with self._lock:
+                self.violations.extend(f"{rec.path}: {p}" for p in problems)
+        return verdict
+
+
+# -- What the recordings say (copied by hand; test_bedrock_fake.py checks each value
+#    against the files, so a test never compares the gateway with itself) -----------
+
+@dataclass(frozen=True)
+class BedrockAnswer:
+    """What an OpenAI client must get for one Converse answer."""
+
+    content: str | None
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    cache_read: int = 0
+    cache_write: int = 0
+    tool_calls: tuple[tuple[str, str, Any], ...] = ()  # (toolUseId, name, input)
+    reasoning: str | None = None  # reasoningContent text (message.reasoning_content)
+
+
+BR_TEXT_CONTENT = ('Let me count the "r"s in "strawberry":\n\ns-t-**r**-a-w-b-e-**r**-**r**-y'
+                   '\n\nThere are **3** "r"s in "strawberry."')
+BR_GUARDRAIL_CONTENT = "Sorry, the model cannot answer this question."
+BR_EXPECTED: dict[str, BedrockAnswer] = {
+    BR_TEXT: BedrockAnswer(BR_TEXT_CONTENT, "stop", 22, 57),
+    BR_TOOL: BedrockAnswer(None, "tool_calls", 407, 33, tool_calls=(
+        ("tooluse_rTk04lpyTTTvtXcoOyVT6p", "weather", {"location": "Seattle"}),)),
+    BR_TOOL_NO_ARGS: BedrockAnswer("I'll update the issue list for you.", "tool_calls", 100, 25,
+                                   tool_calls=(("tool-use-id", "updateIssueList", {}),)),
+    # Two text blocks around the tool uses: `content` is checked piece by piece.
+    BR_TWO_TOOLS: BedrockAnswer("Let me call a tool first.|Now the JSON.", "tool_calls", 22, 48,
+                                tool_calls=(("tool-1", "get-weather", {"location": "SF"}),
+                                            ("json-tool-id", "json", {"result": "data"}))),
+    BR_MAX_TOKENS: BedrockAnswer("Hello! How can I assist you today? If", "length", 2, 10),
+    BR_GUARDRAIL: BedrockAnswer(BR_GUARDRAIL_CONTENT, "content_filter", 18, 12),
+    BR_REASONING: BedrockAnswer('There are **3** r\'s in "strawberry":\n\n'
+                                "1. st**r**awbe**r****r**y", "stop", 51, 78, reasoning=(
+                                    'Let me count the r\'s in "strawberry":\n\n'
+                                    "s-t-r-a-w-b-e-r-r-y\n\nThere are 3 r's.")),
+    BR_STOP_SEQUENCE: BedrockAnswer("OK", "stop", 12, 4),
+    BR_CONTENT_FILTERED: BedrockAnswer(BR_GUARDRAIL_CONTENT, "content_filter", 18, 12),
+    BR_CACHE: BedrockAnswer(BR_TEXT_CONTENT, "stop", 22, 57, BR_CACHE_READ, BR_CACHE_WRITE),
+}
+# envoy-converse-stream-text.bin: one contentBlockDelta per piece.
+BRS_TEXT_PIECES = ["Don", "'t worry, I'm here to help. It",
+                   " seems like you're testing my ability to respond appropriately",
+                   ". If you'd like to continue the test,", " I'm ready."]
+BRS_TEXT_USAGE = (41, 36, 77)  # inputTokens, outputTokens, totalTokens
+# envoy-converse-stream-text-tooluse.bin.
+BRS_TOOL_TEXT = ('To calculate the cosine of 7, we can use the "cosine" function that is '
+                 "available to us. Let's use this function to get the result.")
+BRS_TOOL_ID = "tooluse_QklrEHKjRu6Oc4BQUfy7ZQ"
+BRS_TOOL_NAME = "cosine"
+BRS_TOOL_INPUT = {"x": 7}
+BRS_TOOL_USAGE = (386, 75, 461)
+# vercel-model-stream-error-exception.bin: one `modelStreamErrorException` frame.
+BRS_EXCEPTION_TYPE = "modelStreamErrorException"
+BRS_EXCEPTION_PAYLOAD = {"message": "Model Stream Error", "originalStatusCode": 500,
+                         "originalMessage": "The model stream failed."}
+
+
+# --------------------------------------------------------------------------------------
 # The gateway process
 # --------------------------------------------------------------------------------------
 
@@ -851,14 +1419,76 @@ def gateway_config(upstream_base_url: str, azure_origin: str, workdir: Path) -> 
             "az-gpt-late-end": azure_target("azure-east", AZ_DEP_LATE_END,
                                             AZURE_PREVIEW_VERSION),
         },
-        "routing": {"timeouts": {"connect": "1s", "first_byte": "5s", "idle": "5s", "total": "10s"}},
-        "pingora": {
-            "threads": 2,
-            "pid_file": str(workdir / "switchyard.pid"),
-            "upgrade_sock": str(workdir / "upgrade.sock"),
-            "grace_period_seconds": 0,
-            "graceful_shutdown_timeout_seconds": 1,
+        "routing": ROUTING,
+        "pingora": pingora_settings(workdir),
+    }
+
+
+ROUTING = {"timeouts": {"connect": "1s", "first_byte": "5s", "idle": "5s", "total": "10s"}}
+
+
+def pingora_settings(workdir: Path) -> dict:
+    return {
+        "threads": 2,
+        "pid_file": str(workdir / "switchyard.pid"),
+        "upgrade_sock": str(workdir / "upgrade.sock"),
+        "grace_period_seconds": 0,
+        "graceful_shutdown_timeout_seconds": 1,
+    }
+
+
+# Bedrock providers of the Bedrock tests' gateway, each in front of its own fake.
+BEDROCK_PROVIDER = "bedrock-us"            # STS credentials: key id, secret, session token
+BEDROCK_IAM_PROVIDER = "bedrock-iam"       # a long-term access key: no session token
+BEDROCK_BAD_SECRET_PROVIDER = "bedrock-badsecret"  # BEDROCK_PROVIDER's fake, wrong secret
+BEDROCK_APIKEY_PROVIDER = "bedrock-apikey"  # a Bedrock API key (bearer)
+# Public model names, each with one target: BEDROCK_MODEL_ID on one of those providers.
+BR_MODEL = "br-haiku"
+BR_MODEL_ERRORS = "br-haiku-errors"  # same provider and model id, its own target state
+BR_MODEL_ERRORS_TARGET = "haiku-errors"
+BR_MODEL_IAM = "br-haiku-iam"
+BR_MODEL_BAD_SECRET = "br-haiku-badsecret"
+BR_MODEL_APIKEY = "br-haiku-apikey"
+
+
+def bedrock_provider(origin: str, **auth: str) -> dict:
+    return {"type": "bedrock", "region": BEDROCK_REGION, "endpoint": origin, **auth}
+
+
+def bedrock_gateway_config(sts_origin: str, iam_origin: str, apikey_origin: str,
+                           workdir: Path) -> dict:
+    def target(provider: str, name: str | None = None) -> dict:
+        t = {"provider": provider, "model": BEDROCK_MODEL_ID}
+        if name:
+            t["name"] = name
+        return {"targets": [t]}
+
+    return {
+        "listen": f"127.0.0.1:{free_port()}",
+        "admin_listen": f"127.0.0.1:{free_port()}",
+        "max_request_bytes": MAX_REQUEST_BYTES,
+        "keys": [{"name": "e2e-full", "key": FULL_KEY}],
+        "providers": {
+            BEDROCK_PROVIDER: bedrock_provider(
+                sts_origin, access_key_id=BEDROCK_ACCESS_KEY_ID,
+                secret_access_key=BEDROCK_SECRET, session_token=BEDROCK_SESSION_TOKEN),
+            BEDROCK_IAM_PROVIDER: bedrock_provider(
+                iam_origin, access_key_id=BEDROCK_ACCESS_KEY_ID,
+                secret_access_key=BEDROCK_SECRET),
+            BEDROCK_BAD_SECRET_PROVIDER: bedrock_provider(
+                sts_origin, access_key_id=BEDROCK_ACCESS_KEY_ID,
+                secret_access_key=BEDROCK_WRONG_SECRET, session_token=BEDROCK_SESSION_TOKEN),
+            BEDROCK_APIKEY_PROVIDER: bedrock_provider(apikey_origin, api_key=BEDROCK_API_KEY),
         },
+        "models": {
+            BR_MODEL: target(BEDROCK_PROVIDER),
+            BR_MODEL_ERRORS: target(BEDROCK_PROVIDER, BR_MODEL_ERRORS_TARGET),
+            BR_MODEL_IAM: target(BEDROCK_IAM_PROVIDER),
+            BR_MODEL_BAD_SECRET: target(BEDROCK_BAD_SECRET_PROVIDER),
+            BR_MODEL_APIKEY: target(BEDROCK_APIKEY_PROVIDER),
+        },
+        "routing": ROUTING,
+        "pingora": pingora_settings(workdir),
     }
 
 
@@ -913,19 +1543,56 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         gw.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway(start_gateway, fake_upstream: FakeOpenAIServer, fake_azure: FakeAzureServer,
-            tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+def start_on_free_ports(start_gateway, tmp_path_factory: pytest.TempPathFactory,
+                        make_config: Callable[[Path], dict]) -> Gateway:
     # Free ports are picked before the process binds them; retry on the rare race.
     last_error: Exception | None = None
     for _ in range(3):
         workdir = tmp_path_factory.mktemp("gateway")
         try:
-            config = gateway_config(fake_upstream.base_url, fake_azure.origin, workdir)
-            return start_gateway(config, workdir)
+            return start_gateway(make_config(workdir), workdir)
         except RuntimeError as e:
             last_error = e
     raise RuntimeError(f"could not start the gateway: {last_error}")
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway, fake_upstream: FakeOpenAIServer, fake_azure: FakeAzureServer,
+            tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+    return start_on_free_ports(start_gateway, tmp_path_factory, lambda workdir: gateway_config(
+        fake_upstream.base_url, fake_azure.origin, workdir))
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock() -> Iterator[FakeBedrockServer]:
+    """Bedrock that wants SigV4 with BEDROCK_SECRET and BEDROCK_SESSION_TOKEN."""
+    with serving(FakeBedrockServer(credentials=bedrock_credentials(
+            token=BEDROCK_SESSION_TOKEN))) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock_iam() -> Iterator[FakeBedrockServer]:
+    """Bedrock that wants SigV4 with BEDROCK_SECRET and no session token."""
+    with serving(FakeBedrockServer(credentials=bedrock_credentials())) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock_apikey() -> Iterator[FakeBedrockServer]:
+    """Bedrock that wants `Authorization: Bearer BEDROCK_API_KEY`."""
+    with serving(FakeBedrockServer(api_key=BEDROCK_API_KEY)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def bedrock_gateway(start_gateway, fake_bedrock: FakeBedrockServer,
+                    fake_bedrock_iam: FakeBedrockServer, fake_bedrock_apikey: FakeBedrockServer,
+                    tmp_path_factory: pytest.TempPathFactory) -> Gateway:
+    """A gateway of its own, so the rest of the suite does not depend on Bedrock."""
+    return start_on_free_ports(start_gateway, tmp_path_factory, lambda workdir: (
+        bedrock_gateway_config(fake_bedrock.origin, fake_bedrock_iam.origin,
+                               fake_bedrock_apikey.origin, workdir)))
 
 
 def make_client(gateway: Gateway, key: str) -> openai.OpenAI:
@@ -958,6 +1625,13 @@ def restricted_client(gateway: Gateway) -> Iterator[openai.OpenAI]:
 @pytest.fixture(scope="session")
 def azure_client(gateway: Gateway) -> Iterator[openai.AzureOpenAI]:
     c = make_azure_client(gateway, FULL_KEY)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def bedrock_client(bedrock_gateway: Gateway) -> Iterator[openai.OpenAI]:
+    c = make_client(bedrock_gateway, FULL_KEY)
     yield c
     c.close()
 
