@@ -110,6 +110,14 @@ ACCESS_LOG_KEYS = {
 }
 
 
+def collect(stream):
+    """(content pieces, chunks) of an SDK stream, consumed to the end."""
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks
+              if c.choices and c.choices[0].delta.content]
+    return pieces, chunks
+
+
 def new_request_id(prefix: str = "e2e") -> str:
     """A valid client `x-request-id` ([A-Za-z0-9._:-], at most 128 characters)."""
     return f"{prefix}-{secrets.token_hex(8)}"

@@ -18,6 +18,12 @@ import pytest
 
 from conftest import (
     ACCESS_LOG_KEYS,
+    AZURE_APIM_PREFIX,
+    AZURE_API_VERSION,
+    AZURE_KEY,
+    AZURE_LEGACY_VERSION,
+    AZURE_PREVIEW_VERSION,
+    AZURE_WRONG_KEY,
     AZ_ASYNC_ID,
     AZ_ASYNC_MODEL,
     AZ_ASYNC_PIECES,
@@ -36,12 +42,6 @@ from conftest import (
     AZ_RETRY_AFTER_MS,
     AZ_RETRY_AFTER_S,
     AZ_UNAUTHORIZED_MESSAGE,
-    AZURE_API_VERSION,
-    AZURE_APIM_PREFIX,
-    AZURE_KEY,
-    AZURE_LEGACY_VERSION,
-    AZURE_PREVIEW_VERSION,
-    AZURE_WRONG_KEY,
     FULL_KEY,
     PROVIDER_KEY,
     RESTRICTED_KEY,
@@ -49,6 +49,7 @@ from conftest import (
     UP_CHAT_REPORTED,
     assert_no_secret,
     azure_recordings,
+    collect,
     fake_vector,
     make_azure_client,
     new_request_id,
@@ -82,14 +83,6 @@ def one_azure_request(fake_azure, rid: str, deployment: str, operation: str = "c
     # Neither the app's virtual key nor another provider's credential is sent.
     assert_no_secret(up.raw_text().replace(api_key, "<azure key>"))
     return up
-
-
-def collect(stream):
-    """(content pieces, chunks) of an SDK stream, consumed to the end."""
-    chunks = list(stream)
-    pieces = [c.choices[0].delta.content for c in chunks
-              if c.choices and c.choices[0].delta.content]
-    return pieces, chunks
 
 
 def extra(model, name: str):

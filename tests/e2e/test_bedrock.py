@@ -20,8 +20,8 @@ import pytest
 from conftest import (
     ACCESS_LOG_KEYS,
     BEDROCK_ACCESS_KEY_ID,
-    BEDROCK_API_KEY,
     BEDROCK_APIKEY_PROVIDER,
+    BEDROCK_API_KEY,
     BEDROCK_BAD_SECRET_PROVIDER,
     BEDROCK_CONVERSE_PATH,
     BEDROCK_IAM_PROVIDER,
@@ -32,18 +32,6 @@ from conftest import (
     BEDROCK_SESSION_TOKEN,
     BEDROCK_STREAM_PATH,
     BEDROCK_WRONG_SECRET,
-    BR_CACHE,
-    BR_EXPECTED,
-    BR_MODEL,
-    BR_MODEL_APIKEY,
-    BR_MODEL_BAD_SECRET,
-    BR_MODEL_ERRORS,
-    BR_MODEL_ERRORS_TARGET,
-    BR_MODEL_IAM,
-    BR_TEXT_CONTENT,
-    BR_TOOL,
-    BR_TWO_TOOLS,
-    BR_VALIDATION_MESSAGE,
     BRS_CORRUPT,
     BRS_EXCEPTION,
     BRS_EXCEPTION_FIRST,
@@ -58,10 +46,23 @@ from conftest import (
     BRS_TOOL_TEXT,
     BRS_TOOL_USAGE,
     BRS_TRUNCATED,
+    BR_CACHE,
+    BR_EXPECTED,
+    BR_MODEL,
+    BR_MODEL_APIKEY,
+    BR_MODEL_BAD_SECRET,
+    BR_MODEL_ERRORS,
+    BR_MODEL_ERRORS_TARGET,
+    BR_MODEL_IAM,
+    BR_TEXT_CONTENT,
+    BR_TOOL,
+    BR_TWO_TOOLS,
+    BR_VALIDATION_MESSAGE,
     CONVERSE_REQUEST_MEMBERS,
     FULL_KEY,
     assert_no_secret,
     bedrock_marker,
+    collect,
     new_request_id,
     parse_sigv4_authorization,
 )
@@ -154,14 +155,6 @@ def one_bedrock_request(fake, rid: str, path: str = BEDROCK_CONVERSE_PATH, *,
     assert_no_secret(up.raw_text().replace(BEDROCK_SESSION_TOKEN, "<session token>")
                      .replace(BEDROCK_API_KEY, "<api key>"))
     return up
-
-
-def collect(stream):
-    """(content pieces, chunks) of an SDK stream, consumed to the end."""
-    chunks = list(stream)
-    pieces = [c.choices[0].delta.content for c in chunks
-              if c.choices and c.choices[0].delta.content]
-    return pieces, chunks
 
 
 def finish_reasons(chunks) -> list[str]:

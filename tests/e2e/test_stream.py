@@ -2,15 +2,14 @@
 
 import math
 
-from conftest import UP_CHAT, UP_CHAT_REPORTED, UP_STREAM_PIECES, UP_USAGE, new_request_id
-
-
-def collect(stream):
-    """(content pieces, chunks) of an SDK stream, consumed to the end."""
-    chunks = list(stream)
-    pieces = [c.choices[0].delta.content for c in chunks
-              if c.choices and c.choices[0].delta.content]
-    return pieces, chunks
+from conftest import (
+    UP_CHAT,
+    UP_CHAT_REPORTED,
+    UP_STREAM_PIECES,
+    UP_USAGE,
+    collect,
+    new_request_id,
+)
 
 
 def test_stream_through_mock_with_usage(client, gateway):

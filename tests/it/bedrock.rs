@@ -75,6 +75,17 @@ fn assert_signed(seen: &Recorded, operation: &str) {
     assert!(!seen.headers.iter().any(|(_, v)| v.contains(SECRET)));
 }
 
+/// Every event of a streamed chat of `message` (which must start with a 200).
+async fn stream_events(gw: &Gateway, message: &str) -> Vec<String> {
+    let mut conn = Conn::open(gw.addr).await.unwrap();
+    let body = format!(r#"{{"model":"claude","stream":true,"messages":[{message}]}}"#);
+    conn.send(&post("/v1/chat/completions", &body))
+        .await
+        .unwrap();
+    assert_eq!(conn.read_head().await.unwrap().status, 200);
+    Events::new(conn).rest().await.unwrap()
+}
+
 async fn chat(gw: &Gateway, body: &str) -> Response {
     exchange(gw.addr, &post("/v1/chat/completions", body)).await
 }
@@ -201,15 +212,7 @@ async fn an_exception_frame_after_content_ends_the_stream_with_an_error_event() 
     wire.extend_from_slice(&capture("vercel-model-stream-error-exception.bin"));
     let up = FakeUpstream::start(move |_| event_stream(&wire, StreamEnd::Clean)).await;
     let gw = Gateway::start(&bedrock_config(&up.url(""))).await;
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post(
-        "/v1/chat/completions",
-        r#"{"model":"claude","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-    ))
-    .await
-    .unwrap();
-    assert_eq!(conn.read_head().await.unwrap().status, 200);
-    let events = Events::new(conn).rest().await.unwrap();
+    let events = stream_events(&gw, r#"{"role":"user","content":"hi"}"#).await;
     assert_eq!(events.len(), 4, "{events:?}");
     let last: serde_json::Value = serde_json::from_str(&events[3]).unwrap();
     assert_eq!(last["error"]["code"], "upstream_error");
@@ -228,15 +231,7 @@ async fn a_stream_cut_mid_frame_is_an_error_not_a_clean_end() {
     let cut = text[..text.len() - 40].to_vec();
     let up = FakeUpstream::start(move |_| event_stream(&cut, StreamEnd::Cut)).await;
     let gw = Gateway::start(&bedrock_config(&up.url(""))).await;
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post(
-        "/v1/chat/completions",
-        r#"{"model":"claude","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-    ))
-    .await
-    .unwrap();
-    assert_eq!(conn.read_head().await.unwrap().status, 200);
-    let events = Events::new(conn).rest().await.unwrap();
+    let events = stream_events(&gw, r#"{"role":"user","content":"hi"}"#).await;
     let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["type"], "server_error");
     assert!(!events.iter().any(|e| e == "[DONE]"));
