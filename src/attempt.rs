@@ -254,12 +254,34 @@ impl Attempt<'_> {
         let wait = retry_after(exchange.header()).unwrap_or(DEFAULT_RETRY_AFTER);
         let headers = exchange.header().headers.clone();
         let body = self.read_and_release(exchange).await;
-        match dialect.classify(status, &headers, &body) {
-            UpstreamFault::QuotaExhausted => {
+        let fault = dialect.classify(status, &headers, &body);
+        let upstream_id = ["x-amzn-requestid", "x-request-id", "apim-request-id"]
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()));
+        let source = match upstream_id {
+            Some(id) => format!("HTTP {status} to {} (upstream id {id})", encoded.header.uri),
+            None => format!("HTTP {status} to {}", encoded.header.uri),
+        };
+        self.on_fault(session, record, fault, wait, &source).await
+    }
+
+    /// Acts on an upstream failure, whether it came as an HTTP error answer or as
+    /// an error event before the stream committed: fail over, or answer the
+    /// client's own fault. `source` says where it came from, for the log.
+    async fn on_fault(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        fault: UpstreamFault,
+        wait: Duration,
+        source: &str,
+    ) -> TryResult {
+        match fault {
+            UpstreamFault::QuotaExhausted { retryable } => {
                 self.note(record, Some(Outcome::Http429));
                 TryResult::Failed {
                     error: ApiError::upstream_quota_exhausted(),
-                    retryable: false,
+                    retryable,
                 }
             }
             UpstreamFault::RateLimited { kind } => {
@@ -267,12 +289,12 @@ impl Attempt<'_> {
                 self.failed(record, Outcome::Http429, error)
             }
             UpstreamFault::AuthRefused { said } => {
-                self.log_refusal(record, status, &encoded.header.uri, &said);
+                self.log_refusal(record, source, &said);
                 let error = ApiError::upstream_auth_failed(&self.target.provider.name);
                 self.failed(record, Outcome::Http4xx, error)
             }
             UpstreamFault::ModelNotFound { said } => {
-                self.log_refusal(record, status, &encoded.header.uri, &said);
+                self.log_refusal(record, source, &said);
                 let error = ApiError::upstream_model_not_found(&self.target.provider.name);
                 self.failed(record, Outcome::Http4xx, error)
             }
@@ -282,6 +304,11 @@ impl Attempt<'_> {
                 ApiError::upstream_timeout("the model timed out"),
             ),
             UpstreamFault::Server { detail } => {
+                log::warn!(
+                    "request {}: {} failed, {source}: {detail}",
+                    record.request_id,
+                    self.target.id
+                );
                 self.failed(record, Outcome::Http5xx, ApiError::upstream_error(&detail))
             }
             UpstreamFault::Client(error) => {
@@ -297,7 +324,7 @@ impl Attempt<'_> {
     /// URL that failed, so they go to the log — unless the words quote a provider
     /// credential (OpenAI's 401 does; AWS's signature errors print the canonical
     /// request, session token included).
-    fn log_refusal(&self, record: &RequestRecord, status: u16, uri: &http::Uri, said: &str) {
+    fn log_refusal(&self, record: &RequestRecord, source: &str, said: &str) {
         let quoted = self
             .target
             .provider
@@ -306,10 +333,9 @@ impl Attempt<'_> {
             .iter()
             .any(|c| c.quoted_in(said));
         log::warn!(
-            "request {}: {} answered HTTP {status} to {}: {}",
+            "request {}: {} refused the request, {source}: {}",
             record.request_id,
             self.target.id,
-            uri,
             if quoted {
                 "(message withheld: it quotes a provider credential)"
             } else {
@@ -408,7 +434,15 @@ impl Attempt<'_> {
             };
             seen_event |= !events.is_empty();
             let mut answered = false;
-            for event in events.drain(..) {
+            for mut event in events.drain(..) {
+                // An upstream error before anything was written (a Bedrock
+                // exception frame right after `messageStart`) is handled like
+                // the same error as an HTTP answer: fail over, or a plain error.
+                if let (false, Some(fault)) = (committed, event.fault.take()) {
+                    return self
+                        .on_fault(session, record, fault, DEFAULT_RETRY_AFTER, "in the stream")
+                        .await;
+                }
                 let error_event = event.error;
                 answered |= event.done;
                 if committed {

@@ -60,7 +60,7 @@ pub fn read(status: u16, body: &[u8]) -> ApiError {
 /// What an OpenAI-shaped error answer means.
 pub fn classify(status: u16, body: &[u8]) -> UpstreamFault {
     match status {
-        429 if is_quota_exhausted(body) => UpstreamFault::QuotaExhausted,
+        429 if is_quota_exhausted(body) => UpstreamFault::QuotaExhausted { retryable: false },
         429 => UpstreamFault::RateLimited {
             kind: if read(429, body).kind == "tokens" {
                 "tokens"

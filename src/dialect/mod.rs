@@ -44,6 +44,9 @@ pub struct ClientEvent {
     pub error: bool,
     /// The terminating `[DONE]`.
     pub done: bool,
+    /// For an error event, what the upstream error means when the dialect knows:
+    /// before the stream commits it is handled like the same HTTP error answer.
+    pub fault: Option<UpstreamFault>,
 }
 
 impl ClientEvent {
@@ -73,12 +76,14 @@ pub trait ResponseTranslator: Send {
 /// What an upstream's error answer means, after the dialect's own mapping: the
 /// attempt loop decides on this, never on a raw status (a Bedrock 424 is a 5xx
 /// here, its 400 `ServiceQuotaExceededException` a quota failure).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamFault {
     /// Rate limited: retry elsewhere. `kind` is OpenAI's `requests` or `tokens`.
     RateLimited { kind: &'static str },
-    /// The account's quota is gone: a 429 `insufficient_quota`, not retried.
-    QuotaExhausted,
+    /// The account's quota is gone: a 429 `insufficient_quota`. OpenAI's is the
+    /// whole account's, not worth retrying; Bedrock's is a per-model service
+    /// quota that another target may not share.
+    QuotaExhausted { retryable: bool },
     /// The gateway's own credential was refused; `said` is the upstream's message,
     /// for the log only.
     AuthRefused { said: String },

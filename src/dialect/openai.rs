@@ -186,6 +186,7 @@ impl ResponseTranslator for Passthrough {
                     content: false,
                     error: false,
                     done: true,
+                    fault: None,
                 });
                 continue;
             }
@@ -211,6 +212,7 @@ impl ResponseTranslator for Passthrough {
                 content,
                 error: view.error.is_some(),
                 done: false,
+                fault: None,
             });
         }
         Ok(())

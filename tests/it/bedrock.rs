@@ -355,3 +355,65 @@ fn bedrock_configs_are_checked() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("region"));
 }
+
+/// One event-stream message with string headers, encoded by AWS's codec.
+fn frame(headers: &[(&'static str, &'static str)], payload: &str) -> Vec<u8> {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+    let mut message = Message::new(payload.as_bytes().to_vec());
+    for (name, value) in headers {
+        message = message.add_header(Header::new(*name, HeaderValue::String((*value).into())));
+    }
+    let mut out = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn an_exception_before_any_content_is_answered_like_the_http_error() {
+    let start = frame(
+        &[(":message-type", "event"), (":event-type", "messageStart")],
+        r#"{"role":"assistant"}"#,
+    );
+    let exception = |name: &'static str, message: &'static str| {
+        let mut wire = start.clone();
+        wire.extend(frame(
+            &[(":message-type", "exception"), (":exception-type", name)],
+            &json!({ "message": message }).to_string(),
+        ));
+        wire
+    };
+    let throttled = exception("throttlingException", "Too many tokens, please wait.");
+    let invalid = exception(
+        "validationException",
+        "The model does not support tool use in streaming mode.",
+    );
+    let up = FakeUpstream::start(move |seen: &Recorded| {
+        let prompt = seen.json()["messages"][0]["content"][0]["text"].clone();
+        let wire = if prompt == "throttle" {
+            &throttled
+        } else {
+            &invalid
+        };
+        event_stream(wire, StreamEnd::Clean)
+    })
+    .await;
+    let gw = Gateway::start(&bedrock_config(&up.url(""))).await;
+    for (prompt, status, code) in [
+        ("throttle", 429, "rate_limit_exceeded"),
+        ("invalid", 400, "invalid_request"),
+    ] {
+        let body = format!(
+            r#"{{"model":"claude","stream":true,"messages":[{{"role":"user","content":"{prompt}"}}]}}"#
+        );
+        let r = chat(&gw, &body).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (status, code.to_string()),
+            "{prompt}"
+        );
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+    let lines = gw.log_lines(2).await;
+    assert_eq!(lines[0]["status"], 429);
+    assert_eq!(lines[1]["status"], 400);
+}

@@ -44,6 +44,7 @@ struct PromptTokensDetails {
 }
 
 impl TokenUsage {
+    /// As OpenAI reports it.
     pub fn openai(&self) -> OpenAiUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let written = self.cache_write_input_tokens.unwrap_or(0);

@@ -203,14 +203,15 @@ pub fn converse_request<'a>(
     model_id: &str,
 ) -> Result<ConverseRequest<'a>, ApiError> {
     refuse_what_converse_cannot_do(request)?;
-    let mut conversation = Conversation::default();
+    let mut conversation = Conversation::new(model_id);
     for (i, message) in request.messages.iter().enumerate() {
         conversation.add(message, i)?;
     }
-    let tool_config = tool_config(request, conversation.has_tool_blocks)?;
+    let tool_config = tool_config(request, &conversation)?;
+    let system = std::mem::take(&mut conversation.system);
     Ok(ConverseRequest {
-        messages: conversation.turns,
-        system: conversation.system,
+        messages: conversation.into_turns(),
+        system,
         inference_config: inference_config(request)?,
         tool_config,
         output_config: output_config(request, model_id)?,
@@ -251,35 +252,102 @@ fn refuse_what_converse_cannot_do(request: &ChatRequest<'_>) -> Result<(), ApiEr
     Ok(())
 }
 
+/// Text that Converse refuses as "blank".
+fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// What the first turn becomes when a conversation opens with the assistant
+/// (a chat UI's greeting): Converse requires a user turn first.
+const OPENING_USER_TURN: &str = "(conversation start)";
+
 /// The conversation being built: system text apart, turns alternating.
-#[derive(Default)]
 struct Conversation<'a> {
     system: Vec<TextBlock<'a>>,
     turns: Vec<Turn<'a>>,
-    /// Whether any turn holds a `toolUse` or `toolResult` block: Converse then
-    /// requires `toolConfig` even when the client said `tool_choice: "none"`.
-    has_tool_blocks: bool,
+    /// The functions the history's tool calls name, in order: Converse requires
+    /// `toolConfig` whenever `toolUse` or `toolResult` blocks are present, even
+    /// when the client said `tool_choice: "none"` or sent no `tools`.
+    tool_names: Vec<&'a str>,
+    has_tool_results: bool,
+    /// Llama and Mistral refuse text and tool results in one turn ("Conversation
+    /// blocks and tool result blocks cannot be provided in the same turn").
+    text_beside_tool_results: bool,
 }
 
 impl<'a> Conversation<'a> {
+    fn new(model_id: &str) -> Conversation<'a> {
+        let family = base_model(model_id);
+        Conversation {
+            system: Vec::new(),
+            turns: Vec::new(),
+            tool_names: Vec::new(),
+            has_tool_results: false,
+            text_beside_tool_results: !(family.starts_with("meta.")
+                || family.starts_with("mistral.")),
+        }
+    }
+
+    fn has_tool_blocks(&self) -> bool {
+        self.has_tool_results || !self.tool_names.is_empty()
+    }
+
+    /// User text right after tool results, for models that refuse the two in one
+    /// turn: the text goes into the last tool result instead (lossy, but the
+    /// model still reads it right after the results).
+    fn fold_text_into_tool_result(&mut self, blocks: &mut Vec<Block<'a>>) {
+        let Some(Block::ToolResult(result)) = self
+            .turns
+            .last_mut()
+            .filter(|t| t.role == "user")
+            .and_then(|t| t.content.last_mut())
+        else {
+            return;
+        };
+        blocks.retain(|block| match block {
+            Block::Text(text) => {
+                result.content.push(TextBlock { text });
+                false
+            }
+            _ => true,
+        });
+    }
+
+    /// The turns, starting with a user turn as Converse requires.
+    fn into_turns(mut self) -> Vec<Turn<'a>> {
+        if self.turns.first().is_some_and(|t| t.role == "assistant") {
+            self.turns.insert(
+                0,
+                Turn {
+                    role: "user",
+                    content: vec![Block::Text(OPENING_USER_TURN)],
+                },
+            );
+        }
+        self.turns
+    }
+
     fn add(&mut self, message: &'a Message<'_>, i: usize) -> Result<(), ApiError> {
         let at = |field: &str| format!("messages[{i}].{field}");
         match message.role.as_ref() {
             "system" | "developer" => {
                 for text in texts(message.content.as_ref(), &at("content"))? {
-                    if !text.is_empty() {
+                    if !is_blank(text) {
                         self.system.push(TextBlock { text });
                     }
                 }
             }
             "user" => {
-                let blocks = user_blocks(message.content.as_ref(), &at("content"))?;
+                let mut blocks = user_blocks(message.content.as_ref(), &at("content"))?;
+                if !self.text_beside_tool_results {
+                    self.fold_text_into_tool_result(&mut blocks);
+                }
                 self.push("user", blocks);
             }
             "assistant" => {
                 let mut blocks = Vec::new();
                 for text in texts(message.content.as_ref(), &at("content"))? {
-                    if !text.is_empty() {
+                    if !is_blank(text) {
                         blocks.push(Block::Text(text));
                     }
                 }
@@ -292,7 +360,9 @@ impl<'a> Conversation<'a> {
                             &at(&format!("tool_calls[{k}].function.arguments")),
                         )?,
                     }));
-                    self.has_tool_blocks = true;
+                    if !self.tool_names.contains(&call.function.name.as_ref()) {
+                        self.tool_names.push(&call.function.name);
+                    }
                 }
                 self.push("assistant", blocks);
             }
@@ -305,7 +375,7 @@ impl<'a> Conversation<'a> {
                 };
                 let content = texts(message.content.as_ref(), &at("content"))?
                     .into_iter()
-                    .filter(|t| !t.is_empty())
+                    .filter(|t| !is_blank(t))
                     .map(|text| TextBlock { text })
                     .collect();
                 // Consecutive tool results land in one user turn, as Converse
@@ -317,7 +387,7 @@ impl<'a> Conversation<'a> {
                         content,
                     })],
                 );
-                self.has_tool_blocks = true;
+                self.has_tool_results = true;
             }
             other => {
                 return Err(invalid(
@@ -371,7 +441,7 @@ fn texts<'a>(content: Option<&'a Content<'_>>, at: &str) -> Result<Vec<&'a str>,
 fn user_blocks<'a>(content: Option<&'a Content<'_>>, at: &str) -> Result<Vec<Block<'a>>, ApiError> {
     let parts = match content {
         None => return Ok(Vec::new()),
-        Some(Content::Text(text)) if text.is_empty() => return Ok(Vec::new()),
+        Some(Content::Text(text)) if is_blank(text) => return Ok(Vec::new()),
         Some(Content::Text(text)) => return Ok(vec![Block::Text(text)]),
         Some(Content::Parts(parts)) => parts,
     };
@@ -380,7 +450,7 @@ fn user_blocks<'a>(content: Option<&'a Content<'_>>, at: &str) -> Result<Vec<Blo
         let at = format!("{at}[{k}]");
         blocks.push(user_part(part, &at)?);
     }
-    blocks.retain(|b| !matches!(b, Block::Text(t) if t.is_empty()));
+    blocks.retain(|b| !matches!(b, Block::Text(t) if is_blank(t)));
     Ok(blocks)
 }
 
@@ -466,11 +536,16 @@ fn inference_config<'a>(request: &'a ChatRequest<'_>) -> Result<InferenceConfig<
 
 /// `tools` and `tool_choice` as `toolConfig`. Converse has no "none": without
 /// tool history `toolConfig` is left out; with it, Converse requires the tools,
-/// so they are sent and the model may still call one (`PROVIDERS.md` §4.1).
+/// so they are sent and the model may still call one (`PROVIDERS.md` §4.1). A
+/// history with tool calls but no `tools` (a client asking for a summary after
+/// tool use) gets one schema-less tool per function the history names.
 fn tool_config<'a>(
     request: &'a ChatRequest<'_>,
-    has_tool_blocks: bool,
+    conversation: &Conversation<'a>,
 ) -> Result<Option<ToolConfig<'a>>, ApiError> {
+    let has_tool_blocks = conversation.has_tool_blocks();
+    let empty_schema: &'static RawValue =
+        serde_json::from_str(EMPTY_OBJECT_SCHEMA).map_err(|_| ApiError::internal())?;
     let mut tools = Vec::new();
     for (i, tool) in request.tools.iter().flatten().enumerate() {
         let (true, Some(function)) = (tool.kind == "function", &tool.function) else {
@@ -482,10 +557,7 @@ fn tool_config<'a>(
                 ),
             ));
         };
-        let json = match function.parameters {
-            Some(parameters) => parameters,
-            None => serde_json::from_str(EMPTY_OBJECT_SCHEMA).map_err(|_| ApiError::internal())?,
-        };
+        let json = function.parameters.unwrap_or(empty_schema);
         tools.push(ToolEntry {
             tool_spec: ToolSpec {
                 name: &function.name,
@@ -516,7 +588,20 @@ fn tool_config<'a>(
         if tool_choice.is_some() {
             return Err(invalid("tool_choice", "`tool_choice` needs `tools`."));
         }
-        return Ok(None);
+        if !has_tool_blocks {
+            return Ok(None);
+        }
+        tools = conversation
+            .tool_names
+            .iter()
+            .map(|name| ToolEntry {
+                tool_spec: ToolSpec {
+                    name,
+                    description: None,
+                    input_schema: InputSchema { json: empty_schema },
+                },
+            })
+            .collect();
     }
     Ok(Some(ToolConfig { tools, tool_choice }))
 }
@@ -541,12 +626,12 @@ const STRUCTURED_OUTPUT_FAMILIES: &[&str] = &[
 ];
 
 /// A model id without its cross-region inference profile prefix (`us.`, `eu.`,
-/// `apac.`, `global.`, ...).
+/// `apac.`, `global.`, `us-gov.`, ...).
 fn base_model(model_id: &str) -> &str {
     match model_id.split_once('.') {
         Some((prefix, rest))
             if prefix.len() <= 6
-                && prefix.bytes().all(|b| b.is_ascii_lowercase())
+                && prefix.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
                 && rest.contains('.') =>
         {
             rest

@@ -17,6 +17,7 @@ use crate::errors::ApiError;
 pub struct BedrockError {
     /// The exception's bare name (`ValidationException`), or empty when unnamed.
     pub name: String,
+    /// What Bedrock said, verbatim.
     pub message: String,
 }
 
@@ -91,7 +92,8 @@ impl BedrockError {
             return UpstreamFault::Client(self.client_error(400));
         }
         if self.is("ServiceQuotaExceededException") {
-            return UpstreamFault::QuotaExhausted;
+            // A per-model service quota: another target may still have room.
+            return UpstreamFault::QuotaExhausted { retryable: true };
         }
         if self.is_any(&[
             "AccessDeniedException",
@@ -132,10 +134,10 @@ impl BedrockError {
                 said: self.detail(),
             },
             408 => UpstreamFault::Timeout,
-            424 | 500.. => UpstreamFault::Server {
+            400..=499 => UpstreamFault::Client(self.client_error(status)),
+            _ => UpstreamFault::Server {
                 detail: self.detail(),
             },
-            _ => UpstreamFault::Client(self.client_error(status)),
         }
     }
 
@@ -157,17 +159,22 @@ impl BedrockError {
         error
     }
 
-    /// The error a stream exception frame becomes: the SSE error event the client
-    /// gets, classed like the HTTP error of the same name.
+    /// The error event a stream exception frame becomes once the stream has
+    /// committed, classed like the HTTP error of the same name. A refusal's own
+    /// words stay out of it: they are for the operator's log.
     pub fn stream_error(&self) -> ApiError {
         match self.fault(500) {
             UpstreamFault::RateLimited { kind } => ApiError::upstream_rate_limited(kind, 1000),
-            UpstreamFault::QuotaExhausted => ApiError::upstream_quota_exhausted(),
+            UpstreamFault::QuotaExhausted { .. } => ApiError::upstream_quota_exhausted(),
             UpstreamFault::Timeout => ApiError::upstream_timeout("the model timed out"),
             UpstreamFault::Client(error) => error,
-            UpstreamFault::AuthRefused { .. }
-            | UpstreamFault::ModelNotFound { .. }
-            | UpstreamFault::Server { .. } => ApiError::upstream_error(&self.detail()),
+            UpstreamFault::AuthRefused { .. } => {
+                ApiError::upstream_error("the provider refused the gateway's credential")
+            }
+            UpstreamFault::ModelNotFound { .. } => {
+                ApiError::upstream_error("the provider does not know the configured model")
+            }
+            UpstreamFault::Server { .. } => ApiError::upstream_error(&self.detail()),
         }
     }
 }

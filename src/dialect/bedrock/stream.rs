@@ -1,5 +1,5 @@
-//! ConverseStream event frames → OpenAI `chat.completion.chunk` SSE events, one
-//! event out per frame in, as each frame completes (`PROVIDERS.md` §4.3).
+//! ConverseStream event frames → OpenAI `chat.completion.chunk` SSE events, sent
+//! on as each frame completes (`PROVIDERS.md` §4.3).
 //!
 //! `messageStart` → the role chunk; text deltas → content chunks; a `toolUse`
 //! block start → a tool-call chunk with its own `index` (0, 1, ... in arrival
@@ -30,7 +30,8 @@ pub struct StreamState {
     /// Content block index → OpenAI tool-call index, in arrival order.
     tool_blocks: Vec<u64>,
     usage: Option<Usage>,
-    done: bool,
+    /// `metadata` (the last event) or an exception came: nothing may follow.
+    ended: bool,
 }
 
 #[derive(Deserialize)]
@@ -101,10 +102,27 @@ struct Metadata {
     usage: TokenUsage,
 }
 
-#[derive(Deserialize)]
+/// An exception frame's payload; `modelStreamErrorException` adds what the
+/// model itself reported.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct ExceptionBody {
     #[serde(default, alias = "Message")]
     message: String,
+    original_status_code: Option<u16>,
+    original_message: Option<String>,
+}
+
+impl ExceptionBody {
+    fn text(self) -> String {
+        match (self.original_status_code, self.original_message) {
+            (Some(status), Some(original)) => {
+                format!("{} (model: {status} {original})", self.message)
+            }
+            (None, Some(original)) => format!("{} (model: {original})", self.message),
+            _ => self.message,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -171,6 +189,8 @@ fn payload<'m, T: Deserialize<'m>>(message: &'m Message, event: &str) -> Result<
 }
 
 impl StreamState {
+    /// A translator for one stream; `include_usage`: the client asked for the
+    /// usage chunk.
     pub fn new(identity: &AnswerIdentity<'_>, include_usage: bool) -> StreamState {
         StreamState {
             frames: FrameReader::default(),
@@ -180,7 +200,7 @@ impl StreamState {
             include_usage,
             tool_blocks: Vec::new(),
             usage: None,
-            done: false,
+            ended: false,
         }
     }
 
@@ -193,8 +213,8 @@ impl StreamState {
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<ClientEvent>) -> Result<(), String> {
         self.frames.push(bytes);
         while let Some(message) = self.frames.next_message()? {
-            if self.done {
-                return Err("ConverseStream sent events after `metadata`".into());
+            if self.ended {
+                return Err("ConverseStream sent events after its last one".into());
             }
             self.translate(&message, out)?;
         }
@@ -206,7 +226,7 @@ impl StreamState {
         if self.frames.has_partial() {
             return Err("ConverseStream ended inside an event frame".into());
         }
-        if !self.done {
+        if !self.ended {
             return Err("ConverseStream ended before its `metadata` event".into());
         }
         Ok(())
@@ -218,10 +238,8 @@ impl StreamState {
             Some("exception") => {
                 let name = header_text(message, ":exception-type").unwrap_or_default();
                 let body: ExceptionBody =
-                    serde_json::from_slice(message.payload()).unwrap_or(ExceptionBody {
-                        message: String::new(),
-                    });
-                return self.fail(name, &body.message, out);
+                    serde_json::from_slice(message.payload()).unwrap_or_default();
+                return self.fail(name, &body.text(), out);
             }
             Some("error") => {
                 let name = header_text(message, ":error-code").unwrap_or_default();
@@ -322,12 +340,13 @@ impl StreamState {
                     };
                     out.push(plain(&chunk)?);
                 }
-                self.done = true;
+                self.ended = true;
                 out.push(ClientEvent {
                     bytes: ClientEvent::data(b"[DONE]"),
                     content: false,
                     error: false,
                     done: true,
+                    fault: None,
                 });
             }
             // contentBlockStop carries nothing OpenAI needs; events Bedrock adds
@@ -341,14 +360,14 @@ impl StreamState {
         let error = BedrockError {
             name: name.to_string(),
             message: text.to_string(),
-        }
-        .stream_error();
-        self.done = true;
+        };
+        self.ended = true;
         out.push(ClientEvent {
-            bytes: error.sse_event(),
+            bytes: error.stream_error().sse_event(),
             content: false,
             error: true,
             done: false,
+            fault: Some(error.fault(500)),
         });
         Ok(())
     }
@@ -393,6 +412,7 @@ fn plain(chunk: &Chunk<'_>) -> Result<ClientEvent, String> {
         content: false,
         error: false,
         done: false,
+        fault: None,
     })
 }
 

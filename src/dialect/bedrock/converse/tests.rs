@@ -287,3 +287,113 @@ fn malformed_messages_get_a_400_naming_the_field() {
     let audio = json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]});
     assert_eq!(refused(audio, HAIKU_3).status, 400);
 }
+
+#[test]
+fn blank_text_is_left_out_as_converse_refuses_it() {
+    let body = convert(
+        json!({"messages": [
+            {"role": "system", "content": "  "},
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": "\n\n", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "c1", "content": " "}
+        ], "tools": [{"type": "function", "function": {"name": "weather"}}]}),
+        HAIKU_3,
+    )
+    .unwrap();
+    assert!(body.get("system").is_none());
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([{"toolUse": {"toolUseId": "c1", "name": "weather", "input": {}}}])
+    );
+    assert_eq!(
+        body["messages"][2]["content"],
+        json!([{"toolResult": {"toolUseId": "c1", "content": []}}])
+    );
+}
+
+#[test]
+fn a_conversation_opening_with_the_assistant_gets_a_user_turn_first() {
+    let body = convert(
+        json!({"messages": [
+            {"role": "system", "content": "Be kind."},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "Hi."}
+        ]}),
+        HAIKU_3,
+    )
+    .unwrap();
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": [{"text": "(conversation start)"}]},
+            {"role": "assistant", "content": [{"text": "Hello! How can I help?"}]},
+            {"role": "user", "content": [{"text": "Hi."}]}
+        ])
+    );
+}
+
+#[test]
+fn tool_history_without_tools_still_sends_the_tools_it_names() {
+    let body = convert(
+        json!({"messages": [
+            {"role": "user", "content": "Weather in Paris, then summarise."},
+            {"role": "assistant", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "c2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Lyon\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "c2", "content": "20C"},
+            {"role": "user", "content": "Summarise."}
+        ]}),
+        HAIKU_3,
+    )
+    .unwrap();
+    assert_eq!(
+        body["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "weather", "inputSchema": {"json": {"type": "object", "properties": {}}}}}]})
+    );
+}
+
+#[test]
+fn llama_and_mistral_get_the_text_after_tool_results_inside_the_last_result() {
+    let request = json!({"messages": [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"},
+        {"role": "user", "content": "Warm enough?"}
+    ], "tools": [{"type": "function", "function": {"name": "weather"}}]});
+    for model in [
+        "meta.llama3-1-70b-instruct-v1:0",
+        "us.mistral.pixtral-large-2502-v1:0",
+    ] {
+        let body = convert(request.clone(), model).unwrap();
+        assert_eq!(
+            body["messages"][2],
+            json!({"role": "user", "content": [
+                {"toolResult": {"toolUseId": "c1", "content": [{"text": "18C"}, {"text": "Warm enough?"}]}}
+            ]}),
+            "{model}"
+        );
+    }
+    let claude = convert(request, HAIKU_3).unwrap();
+    assert_eq!(
+        claude["messages"][2]["content"][1],
+        json!({"text": "Warm enough?"})
+    );
+}
+
+#[test]
+fn inference_profile_prefixes_are_looked_through() {
+    for model in [
+        "us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "global.anthropic.claude-opus-4-5-20251101-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2",
+    ] {
+        let request = r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object"}}}}"#;
+        assert!(convert_text(request, model).is_ok(), "{model}");
+    }
+}

@@ -78,13 +78,14 @@ fn every_exception_maps_as_providers_md_decides() {
         let error = BedrockError::from_http(Some(&header), br#"{"message":"m"}"#);
         let got = match error.fault(status) {
             UpstreamFault::RateLimited { kind: "requests" } => "rate_limited",
-            UpstreamFault::QuotaExhausted => "quota",
+            UpstreamFault::QuotaExhausted { retryable: true } => "quota",
             UpstreamFault::AuthRefused { .. } => "auth",
             UpstreamFault::ModelNotFound { .. } => "not_found",
             UpstreamFault::Timeout => "timeout",
             UpstreamFault::Server { .. } => "server",
             UpstreamFault::Client(_) => "client",
             UpstreamFault::RateLimited { .. } => "rate_limited with another kind",
+            UpstreamFault::QuotaExhausted { .. } => "quota, not retried",
         };
         assert_eq!(got, class, "{name}");
     }
@@ -100,6 +101,7 @@ fn unnamed_errors_fall_back_on_the_status() {
     assert_eq!(unnamed(408), UpstreamFault::Timeout);
     assert!(matches!(unnamed(401), UpstreamFault::AuthRefused { .. }));
     assert!(matches!(unnamed(502), UpstreamFault::Server { .. }));
+    assert!(matches!(unnamed(302), UpstreamFault::Server { .. }));
     let UpstreamFault::Client(api) = unnamed(413) else {
         panic!("a 413 is the client's");
     };
@@ -125,6 +127,15 @@ fn stream_exceptions_in_camel_case_are_classed_like_http_ones() {
     let failed = stream("internalServerException", "boom");
     assert_eq!(failed.code.as_deref(), Some("upstream_error"));
     assert!(failed.message.contains("internalServerException: boom"));
+    let denied = stream(
+        "accessDeniedException",
+        "User arn:aws:iam::1:user/x is not authorized",
+    );
+    assert_eq!(denied.code.as_deref(), Some("upstream_error"));
+    assert!(
+        !denied.message.contains("arn:aws"),
+        "a refusal's words are for the log"
+    );
     let timeout = stream("modelTimeoutException", "");
     assert_eq!(timeout.code.as_deref(), Some("upstream_timeout"));
 }

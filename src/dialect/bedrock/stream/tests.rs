@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::super::completion::AnswerIdentity;
 use super::StreamState;
-use crate::dialect::ClientEvent;
+use crate::dialect::{ClientEvent, UpstreamFault};
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 
@@ -186,8 +186,17 @@ fn an_exception_frame_becomes_an_error_event_that_ends_the_stream() {
         let text = String::from_utf8(events[0].bytes.to_vec()).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
-        // The capture: modelStreamErrorException, "Model Stream Error" (5xx class).
+        // The capture: modelStreamErrorException, "Model Stream Error" (5xx class),
+        // the model's own status and words kept.
+        assert!(matches!(
+            events[0].fault,
+            Some(UpstreamFault::Server { .. })
+        ));
         assert_eq!(json["error"]["code"], "upstream_error");
+        assert!(json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(model: 500 The model stream failed.)"));
         assert_eq!(json["error"]["type"], "server_error");
         assert!(json["error"]["message"]
             .as_str()
@@ -201,8 +210,8 @@ fn an_exception_frame_becomes_an_error_event_that_ends_the_stream() {
 fn an_exception_after_content_still_ends_in_an_error() {
     let text = capture("envoy-converse-stream-text.bin");
     let exception = capture("vercel-model-stream-error-exception.bin");
-    // The first three frames of the text capture are 159 + 2 × 148-ish bytes: cut
-    // at the fourth frame's start, found by walking the frame lengths.
+    // Cut at the fourth frame's start (after messageStart and two text deltas),
+    // found by walking the frame lengths.
     let mut at = 0;
     for _ in 0..3 {
         at += u32::from_be_bytes(text[at..at + 4].try_into().unwrap()) as usize;
