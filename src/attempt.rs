@@ -434,6 +434,8 @@ impl Attempt<'_> {
             };
             seen_event |= !events.is_empty();
             let mut answered = false;
+            // What this upstream read produced goes to the client in one write.
+            let mut outgoing: Vec<ClientEvent> = Vec::new();
             for mut event in events.drain(..) {
                 // An upstream error before anything was written (a Bedrock
                 // exception frame right after `messageStart`) is handled like
@@ -446,29 +448,35 @@ impl Attempt<'_> {
                 let error_event = event.error;
                 answered |= event.done;
                 if committed {
-                    if self.forward(session, record, event).await.is_err() {
-                        return self.client_left(record);
-                    }
+                    outgoing.push(event);
                 } else {
                     let decisive = event.content || event.error || event.done;
                     held.push(event);
                     if decisive || held.len() >= MAX_HELD_EVENTS {
                         committed = true;
-                        if self
-                            .commit(session, record, &extra, &mut held)
+                        if downstream::start_stream(session, record, &extra)
                             .await
                             .is_err()
                         {
                             return self.client_left(record);
                         }
+                        outgoing.append(&mut held);
                     }
                 }
                 if error_event {
+                    let _ = self.send_events(session, record, &mut outgoing).await;
                     self.note(record, Some(Outcome::StreamError));
                     record.error = Some("upstream_stream_error".into());
                     let _ = downstream::send_chunk(session, record, Bytes::new(), true).await;
                     return TryResult::Answered;
                 }
+            }
+            if self
+                .send_events(session, record, &mut outgoing)
+                .await
+                .is_err()
+            {
+                return self.client_left(record);
             }
             // After `[DONE]` the client has its whole answer; what the upstream
             // sends later cannot change it.
@@ -487,10 +495,10 @@ impl Attempt<'_> {
             }
             if answered || chunk.is_none() {
                 if !committed
-                    && self
-                        .commit(session, record, &extra, &mut held)
+                    && (downstream::start_stream(session, record, &extra)
                         .await
                         .is_err()
+                        || self.send_events(session, record, &mut held).await.is_err())
                 {
                     return self.client_left(record);
                 }
@@ -508,31 +516,29 @@ impl Attempt<'_> {
         }
     }
 
-    /// Writes the stream header and the held-back events.
-    async fn commit(
+    /// Writes `events` (emptied) as one chunk, noting the time to first token.
+    async fn send_events(
         &self,
         session: &mut Session,
         record: &mut RequestRecord,
-        extra: &[(&'static str, String)],
-        held: &mut Vec<ClientEvent>,
+        events: &mut Vec<ClientEvent>,
     ) -> Result<(), ClientGone> {
-        downstream::start_stream(session, record, extra).await?;
-        for event in held.drain(..) {
-            self.forward(session, record, event).await?;
-        }
-        Ok(())
-    }
-
-    async fn forward(
-        &self,
-        session: &mut Session,
-        record: &mut RequestRecord,
-        event: ClientEvent,
-    ) -> Result<(), ClientGone> {
-        if event.content && record.ttft.is_none() {
+        let bytes = match events.len() {
+            0 => return Ok(()),
+            1 => events[0].bytes.clone(),
+            _ => Bytes::from(
+                events
+                    .iter()
+                    .map(|e| &e.bytes[..])
+                    .collect::<Vec<_>>()
+                    .concat(),
+            ),
+        };
+        if events.iter().any(|e| e.content) && record.ttft.is_none() {
             record.ttft = Some(record.started.elapsed());
         }
-        downstream::send_chunk(session, record, event.bytes, false).await
+        events.clear();
+        downstream::send_chunk(session, record, bytes, false).await
     }
 
     async fn broken_stream(
