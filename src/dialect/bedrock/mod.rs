@@ -146,20 +146,15 @@ impl Dialect for Bedrock {
         target: &Target,
         request_id: &str,
     ) -> Box<dyn ResponseTranslator> {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let id = format!("chatcmpl-{request_id}");
         let identity = AnswerIdentity {
-            id: &id,
-            created,
+            id: &format!("chatcmpl-{request_id}"),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             model: &target.model,
         };
         Box::new(ConverseTranslator {
             stream: StreamState::new(&identity, request.include_usage),
-            created,
-            model: target.model.clone(),
-            id,
         })
     }
 
@@ -183,22 +178,15 @@ impl Dialect for Bedrock {
     }
 }
 
-/// Converse answers, whole or streamed, in OpenAI's shape.
+/// Converse answers, whole or streamed, in OpenAI's shape; the stream state
+/// also holds the answer's identity.
 struct ConverseTranslator {
-    id: String,
-    created: u64,
-    model: String,
     stream: StreamState,
 }
 
 impl ResponseTranslator for ConverseTranslator {
     fn whole(&mut self, body: Bytes) -> Result<WholeAnswer, String> {
-        let identity = AnswerIdentity {
-            id: &self.id,
-            created: self.created,
-            model: &self.model,
-        };
-        let (json, usage) = chat_completion(&body, &identity)?;
+        let (json, usage) = chat_completion(&body, &self.stream.identity())?;
         Ok(WholeAnswer {
             body: Bytes::from(json),
             usage: Some(usage),

@@ -204,6 +204,16 @@ impl StreamState {
         }
     }
 
+    /// The chat id, creation time and model every chunk reports; a whole answer
+    /// reports the same.
+    pub fn identity(&self) -> AnswerIdentity<'_> {
+        AnswerIdentity {
+            id: &self.id,
+            created: self.created,
+            model: &self.model,
+        }
+    }
+
     /// Usage from the `metadata` event, once it came.
     pub fn usage(&self) -> Option<Usage> {
         self.usage

@@ -69,6 +69,17 @@ fn translate(
     (events, finished, state)
 }
 
+/// Where each frame of `wire` starts, read from the frames' length prefixes.
+fn frame_starts(wire: &[u8]) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while at < wire.len() {
+        starts.push(at);
+        at += u32::from_be_bytes(wire[at..at + 4].try_into().unwrap()) as usize;
+    }
+    starts
+}
+
 fn chunk(delta: &str, finish: &str) -> String {
     format!(
         r#"data: {{"id":"chatcmpl-r1","object":"chat.completion.chunk","created":1700000000,"model":"{MODEL}","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
@@ -212,11 +223,7 @@ fn an_exception_after_content_still_ends_in_an_error() {
     let exception = capture("vercel-model-stream-error-exception.bin");
     // Cut at the fourth frame's start (after messageStart and two text deltas),
     // found by walking the frame lengths.
-    let mut at = 0;
-    for _ in 0..3 {
-        at += u32::from_be_bytes(text[at..at + 4].try_into().unwrap()) as usize;
-    }
-    let mut wire = text[..at].to_vec();
+    let mut wire = text[..frame_starts(&text)[3]].to_vec();
     wire.extend_from_slice(&exception);
     let (events, finished, _) = translate(&wire, &[7], false);
     finished.unwrap();
@@ -228,10 +235,9 @@ fn an_exception_after_content_still_ends_in_an_error() {
 #[test]
 fn a_corrupt_frame_mid_stream_is_an_error_after_the_good_ones() {
     let mut wire = capture("envoy-converse-stream-text.bin");
-    let first = u32::from_be_bytes(wire[0..4].try_into().unwrap()) as usize;
-    let second = u32::from_be_bytes(wire[first..first + 4].try_into().unwrap()) as usize;
     // Flip a payload byte of the third frame: its message CRC no longer matches.
-    wire[first + second + 100] ^= 0x20;
+    let third = frame_starts(&wire)[2];
+    wire[third + 100] ^= 0x20;
     let (events, result, _) = translate(&wire, &[33], false);
     assert_eq!(events.len(), 2);
     let error = result.unwrap_err();
@@ -243,15 +249,7 @@ fn a_stream_cut_inside_a_frame_or_before_metadata_is_an_error() {
     let wire = capture("envoy-converse-stream-text.bin");
     let (_, inside, _) = translate(&wire[..wire.len() - 5], &[64], false);
     assert!(inside.unwrap_err().contains("inside an event frame"));
-    let last = {
-        let mut at = 0;
-        let mut starts = Vec::new();
-        while at < wire.len() {
-            starts.push(at);
-            at += u32::from_be_bytes(wire[at..at + 4].try_into().unwrap()) as usize;
-        }
-        *starts.last().unwrap()
-    };
+    let last = *frame_starts(&wire).last().unwrap();
     let (events, before_metadata, _) = translate(&wire[..last], &[64], false);
     assert!(before_metadata
         .unwrap_err()
