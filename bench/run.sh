@@ -501,7 +501,15 @@ same_upstream_path() {
     SC_UPSTREAM_STREAM_PATH=$SC_UPSTREAM_PATH
     SC_UPSTREAM_HOLD_PATH=$SC_UPSTREAM_PATH
     SC_UPSTREAM_LONG_PATH=$SC_UPSTREAM_PATH
+}
+
+# The gateway's side, the same in every scenario: apps send OpenAI requests.
+openai_clients() {
+    SC_GATEWAY_PATH=/v1/chat/completions
+    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
+    SC_GATEWAY_BODIES=$TMP/openai
     SC_TRANSLATOR=0
+    write_bodies "$TMP/openai" bench-model bench-hold
 }
 
 scenario_openai() {
@@ -510,13 +518,10 @@ scenario_openai() {
     SC_UPSTREAM_PATH=/v1/chat/completions
     SC_UPSTREAM_HEADER="Authorization: Bearer $UPSTREAM_KEY"
     SC_UPSTREAM_BODIES=$TMP/openai
-    SC_GATEWAY_PATH=/v1/chat/completions
-    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
-    SC_GATEWAY_BODIES=$TMP/openai
     SC_P50_MAX=1.5
     SC_P99_MAX=2
     same_upstream_path
-    write_bodies "$TMP/openai" bench-model bench-hold
+    openai_clients
 }
 
 # Apps speak OpenAI to the gateway; direct and nginx send what the gateway sends
@@ -527,13 +532,10 @@ scenario_azure() {
     SC_UPSTREAM_PATH="/openai/deployments/bench-model/chat/completions?api-version=2024-10-21"
     SC_UPSTREAM_HEADER="api-key: $UPSTREAM_KEY"
     SC_UPSTREAM_BODIES=$TMP/openai
-    SC_GATEWAY_PATH=/v1/chat/completions
-    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
-    SC_GATEWAY_BODIES=$TMP/openai
     SC_P50_MAX=1.5
     SC_P99_MAX=2
     same_upstream_path
-    write_bodies "$TMP/openai" bench-model bench-hold
+    openai_clients
 }
 
 scenario_bedrock() {
@@ -546,13 +548,10 @@ scenario_bedrock() {
     # The fake checks the access key id; direct and nginx send a fixed header.
     SC_UPSTREAM_HEADER="Authorization: AWS4-HMAC-SHA256 Credential=$UPSTREAM_KEY/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=0"
     SC_UPSTREAM_BODIES=$TMP/converse
-    SC_GATEWAY_PATH=/v1/chat/completions
-    SC_GATEWAY_HEADER="Authorization: Bearer $GATEWAY_KEY"
-    SC_GATEWAY_BODIES=$TMP/openai
     SC_P50_MAX=3
     SC_P99_MAX=3
+    openai_clients
     SC_TRANSLATOR=1
-    write_bodies "$TMP/openai" bench-model bench-hold
     write_converse_bodies "$TMP/converse"
 }
 
