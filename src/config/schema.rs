@@ -106,7 +106,7 @@ pub struct RawPrice {
 }
 
 /// Defaults for every model.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouting {
     pub retry: Option<RawRetry>,
@@ -147,9 +147,6 @@ pub struct RawHealthCheck {
 #[serde(deny_unknown_fields)]
 pub struct RawCircuitBreaker {
     pub failure_threshold: Option<Number<u32>>,
-    /// Parsed (so a bad duration is reported) but read only once circuit
-    /// breaking is implemented; until then the whole section is refused.
-    #[allow(dead_code)]
     pub recovery_timeout: Option<ConfigDuration>,
 }
 

@@ -314,24 +314,11 @@ fn azure_mistakes_are_named_with_their_line() {
 fn later_features_are_refused_by_name() {
     let cases = [
         (
-            BASE.replace("    models: [\"gpt-*\"]", "    rate_limit: { requests_per_minute: 10 }"),
-            "rate_limit",
-        ),
-        (
             BASE.replace(
-                "      - { provider: openai, model: gpt-4o-2024 }",
-                "      - { provider: openai, model: gpt-4o-2024 }\n      - { provider: demo, model: m }",
+                "    models: [\"gpt-*\"]",
+                "    rate_limit: { requests_per_minute: 10 }",
             ),
-            "more than one target",
-        ),
-        (format!("{BASE}routing:\n  retry: {{ attempts: 2 }}\n"), "retry"),
-        (
-            format!("{BASE}routing:\n  health_check: {{ interval: 1s }}\n"),
-            "health_check",
-        ),
-        (
-            format!("{BASE}routing:\n  circuit_breaker: {{ failure_threshold: 1 }}\n"),
-            "circuit_breaker",
+            "rate_limit",
         ),
         (format!("{BASE}shutdown_timeout: 5s\n"), "shutdown_timeout"),
     ];
@@ -343,6 +330,129 @@ fn later_features_are_refused_by_name() {
         );
         assert!(e.line.is_some(), "{feature}: {e}");
     }
+}
+
+const ROUTING: &str = "\
+routing:
+  retry: { attempts: 4, on: [connect, 5xx] }
+  timeouts: { connect: 1s }
+  health_check: { interval: 2s }
+  circuit_breaker: { failure_threshold: 2 }
+";
+
+#[test]
+fn routing_defaults_merge_field_by_field() {
+    let text = BASE
+        .replace(
+            "      - { provider: openai, model: gpt-4o-2024 }",
+            "      - { provider: openai, model: gpt-4o-2024, weight: 3 }\n      - { provider: demo, model: m, priority: 2 }\n    retry: { on: [429] }\n    fallbacks: [demo]",
+        )
+        .replace(
+            "    api_key: sk-upstream",
+            "    api_key: sk-upstream\n    health_check: { failure_threshold: 5 }\n    circuit_breaker: { recovery_timeout: 250ms }",
+        );
+    let c = load_text(&format!("{text}{ROUTING}")).unwrap();
+    let m = &c.models["gpt-4o"];
+    assert_eq!(m.retry.attempts, 4);
+    assert!(m.retry.on.rate_limited && !m.retry.on.connect && !m.retry.on.server_error);
+    assert_eq!(m.timeouts.connect, std::time::Duration::from_secs(1));
+    assert_eq!(m.timeouts.first_byte, std::time::Duration::from_millis(250));
+    assert_eq!(m.fallbacks, ["demo"]);
+    assert_eq!((m.targets[0].weight, m.targets[0].priority), (3, 1));
+    assert_eq!((m.targets[1].weight, m.targets[1].priority), (1, 2));
+    let openai = &m.targets[0].provider;
+    assert_eq!(
+        openai.health_check,
+        Some(HealthCheck {
+            interval: std::time::Duration::from_secs(2),
+            timeout: std::time::Duration::from_secs(2),
+            failure_threshold: 5,
+        })
+    );
+    assert_eq!(
+        openai.circuit_breaker,
+        CircuitBreaker {
+            failure_threshold: 2,
+            recovery_timeout: std::time::Duration::from_millis(250),
+        }
+    );
+    // The mock answers in-process: never probed.
+    assert_eq!(m.targets[1].provider.health_check, None);
+    let demo = &c.models["demo"];
+    assert_eq!(demo.retry.attempts, 4);
+    assert!(demo.retry.on.connect && demo.retry.on.server_error && !demo.retry.on.timeout);
+}
+
+#[test]
+fn routing_without_a_section_uses_the_documented_defaults() {
+    let c = load_text(BASE).unwrap();
+    let m = &c.models["gpt-4o"];
+    assert_eq!(m.retry, Retry::default());
+    assert_eq!(m.retry.attempts, 3);
+    assert!(m.fallbacks.is_empty());
+    let provider = &m.targets[0].provider;
+    assert_eq!(provider.health_check, None);
+    assert_eq!(provider.circuit_breaker.failure_threshold, 5);
+    assert_eq!(
+        provider.circuit_breaker.recovery_timeout,
+        std::time::Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn routing_values_are_checked() {
+    let cases = [
+        (
+            "routing:\n  retry: { attempts: 0 }\n",
+            "routing.retry.attempts",
+            "at least 1",
+        ),
+        (
+            "routing:\n  retry: { on: [connect, 404] }\n",
+            "routing.retry.on[1]",
+            "not one of",
+        ),
+        (
+            "routing:\n  health_check: { interval: 1s, timeout: 2s }\n",
+            "routing.health_check.timeout",
+            "must not exceed",
+        ),
+        (
+            "routing:\n  health_check: { interval: 0s }\n",
+            "routing.health_check.interval",
+            "greater than zero",
+        ),
+        (
+            "routing:\n  circuit_breaker: { failure_threshold: 0 }\n",
+            "routing.circuit_breaker.failure_threshold",
+            "at least 1",
+        ),
+        (
+            "routing:\n  circuit_breaker: { recovery_timeout: 0ms }\n",
+            "routing.circuit_breaker.recovery_timeout",
+            "greater than zero",
+        ),
+    ];
+    for (tail, field, message) in cases {
+        let e = error(&format!("{BASE}{tail}"));
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.message.contains(message), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+}
+
+#[test]
+fn a_target_id_names_one_upstream_across_models() {
+    let text = BASE.replace(
+        "      - provider: demo\n        model: mock-1",
+        "      - provider: demo\n        model: mock-1\n        name: primary",
+    );
+    let text = text.replace(
+        "      - { provider: openai, model: gpt-4o-2024 }",
+        "      - { provider: openai, model: gpt-4o-2024, name: primary }",
+    );
+    let e = error(&text);
+    assert!(e.message.contains("already names another upstream"), "{e}");
 }
 
 #[test]

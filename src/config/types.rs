@@ -49,6 +49,48 @@ impl VirtualKey {
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
+    /// Active probes of this provider's targets; `None`: not probed.
+    pub health_check: Option<HealthCheck>,
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// Active health probes (DESIGN.md §2 "Routing semantics").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Time between two probes of one target.
+    pub interval: Duration,
+    /// The longest one probe may take; never more than `interval`.
+    pub timeout: Duration,
+    /// Consecutive failed probes that mark a target unhealthy.
+    pub failure_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            failure_threshold: 3,
+        }
+    }
+}
+
+/// When a target's circuit opens, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Consecutive failed tries (connect, timeout, 5xx) that open the circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit refuses traffic before one trial request.
+    pub recovery_timeout: Duration,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker {
+            failure_threshold: 5,
+            recovery_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// What kind of upstream a provider is, with the settings that kind needs.
@@ -159,11 +201,50 @@ impl UpstreamUrl {
     }
 }
 
-/// A public model name with its targets and time limits.
+/// A public model name with its targets, fallbacks, retry rule and time limits.
 #[derive(Debug)]
 pub struct Model {
     pub targets: Vec<Arc<Target>>,
+    /// Other model names whose targets are tried, in order, after these.
+    pub fallbacks: Vec<String>,
+    pub retry: Retry,
     pub timeouts: Timeouts,
+}
+
+/// How many upstream tries one request may make, and after which failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// The most tries, first included, across targets and fallbacks.
+    pub attempts: u32,
+    pub on: RetryOn,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            on: RetryOn {
+                connect: true,
+                timeout: true,
+                rate_limited: true,
+                server_error: true,
+            },
+        }
+    }
+}
+
+/// The `retry.on` tokens: which failures move on to the next candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOn {
+    /// `connect`: refused, reset, DNS, TLS handshake.
+    pub connect: bool,
+    /// `timeout`: any of the per-try time limits.
+    pub timeout: bool,
+    /// `429`: throttled, or a per-model quota.
+    pub rate_limited: bool,
+    /// `5xx`: server errors, broken answers, and the gateway's own credential or
+    /// model refused (401/403/404).
+    pub server_error: bool,
 }
 
 /// One upstream a model may be sent to.
@@ -177,6 +258,14 @@ pub struct Target {
     /// Azure only: this target's api-version when it overrides the provider's.
     pub api_version: Option<ApiVersion>,
     pub price: Option<Price>,
+    /// Lower goes first (default 1).
+    pub priority: u32,
+    /// Share of traffic among targets of the same priority (default 1).
+    pub weight: u32,
+    /// What the target's learned state (health, circuit, cooldown) is about: its
+    /// provider, where that provider is reached and the upstream model. State kept
+    /// under this target's id is reset when a reload changes any of them.
+    pub fingerprint: String,
 }
 
 /// USD per million input and output tokens.

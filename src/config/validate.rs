@@ -39,7 +39,6 @@ fn not_yet<T>(path: FieldPath, feature: &str) -> Checked<T> {
 }
 
 const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
-const RETRY_TOKENS: [&str; 4] = ["connect", "timeout", "429", "5xx"];
 
 /// Turns the parsed file into a validated [`Config`].
 pub fn validate(raw: RawConfig) -> Checked<Config> {
@@ -60,9 +59,9 @@ pub fn validate(raw: RawConfig) -> Checked<Config> {
         );
     }
     let keys = keys(raw.keys, &root.key("keys"))?;
-    let providers = providers(raw.providers, &root.key("providers"))?;
     let defaults = routing(raw.routing, &root.key("routing"))?;
-    let models = models(raw.models, &providers, defaults, &root.key("models"))?;
+    let providers = providers(raw.providers, &defaults, &root.key("providers"))?;
+    let models = models(raw.models, &providers, &defaults, &root.key("models"))?;
     let pingora = pingora(raw.pingora.unwrap_or_default(), &root.key("pingora"))?;
     Ok(Config {
         loaded_at: std::time::SystemTime::now(),
@@ -143,12 +142,13 @@ fn keys(raw: Option<Vec<RawKey>>, path: &FieldPath) -> Checked<Vec<VirtualKey>> 
 
 fn providers(
     raw: BTreeMap<String, RawProvider>,
+    defaults: &RoutingDefaults,
     path: &FieldPath,
 ) -> Checked<BTreeMap<String, Arc<Provider>>> {
     let mut out = BTreeMap::new();
     for (name, p) in raw {
         let at = path.key(&name);
-        let provider = provider(&name, p, &at)?;
+        let provider = provider(&name, p, defaults, &at)?;
         out.insert(name, Arc::new(provider));
     }
     Ok(out)
@@ -182,7 +182,12 @@ fn required<T>(value: Option<T>, at: &FieldPath, field: &str, kind: &str) -> Che
     })
 }
 
-fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
+fn provider(
+    name: &str,
+    p: RawProvider,
+    defaults: &RoutingDefaults,
+    at: &FieldPath,
+) -> Checked<Provider> {
     let kind = p.kind.0.as_str();
     let api_key = secret::either(p.api_key, p.api_key_file, "api_key")
         .or_else(|m| fault(at.key("api_key"), m))?;
@@ -311,10 +316,25 @@ fn provider(name: &str, p: RawProvider, at: &FieldPath) -> Checked<Provider> {
             )
         }
     };
-    check_health(p.health_check.as_ref(), p.circuit_breaker.as_ref(), at)?;
+    let health_check = match (&kind, p.health_check.as_ref()) {
+        // The mock answers in-process: there is nothing to probe.
+        (ProviderKind::Mock, _) => None,
+        (_, Some(raw)) => Some(health_check(
+            raw,
+            defaults.health_check.unwrap_or_default(),
+            &at.key("health_check"),
+        )?),
+        (_, None) => defaults.health_check,
+    };
+    let circuit_breaker = match p.circuit_breaker.as_ref() {
+        Some(raw) => circuit_breaker(raw, defaults.circuit_breaker, &at.key("circuit_breaker"))?,
+        None => defaults.circuit_breaker,
+    };
     Ok(Provider {
         name: name.to_string(),
         kind,
+        health_check,
+        circuit_breaker,
     })
 }
 
@@ -375,65 +395,115 @@ pub fn upstream_url(text: &str) -> Result<UpstreamUrl, String> {
     })
 }
 
-fn routing(raw: Option<RawRouting>, at: &FieldPath) -> Checked<Timeouts> {
-    let Some(raw) = raw else {
-        return Ok(Timeouts::default());
+/// The `routing:` section: what every model and provider gets unless it says otherwise.
+struct RoutingDefaults {
+    retry: Retry,
+    timeouts: Timeouts,
+    /// `None`: providers are probed only when they ask for it.
+    health_check: Option<HealthCheck>,
+    circuit_breaker: CircuitBreaker,
+}
+
+fn routing(raw: Option<RawRouting>, at: &FieldPath) -> Checked<RoutingDefaults> {
+    let raw = raw.unwrap_or_default();
+    let retry = match &raw.retry {
+        Some(r) => retry(r, Retry::default(), &at.key("retry"))?,
+        None => Retry::default(),
     };
-    if let Some(retry) = &raw.retry {
-        check_retry(retry, &at.key("retry"))?;
-    }
-    check_health(raw.health_check.as_ref(), raw.circuit_breaker.as_ref(), at)?;
-    Ok(timeouts(raw.timeouts.as_ref(), Timeouts::default()))
+    let health_check = match &raw.health_check {
+        Some(h) => Some(health_check(
+            h,
+            HealthCheck::default(),
+            &at.key("health_check"),
+        )?),
+        None => None,
+    };
+    let circuit_breaker = match &raw.circuit_breaker {
+        Some(b) => circuit_breaker(b, CircuitBreaker::default(), &at.key("circuit_breaker"))?,
+        None => CircuitBreaker::default(),
+    };
+    Ok(RoutingDefaults {
+        retry,
+        timeouts: timeouts(raw.timeouts.as_ref(), Timeouts::default()),
+        health_check,
+        circuit_breaker,
+    })
 }
 
-/// Health checks and circuit breakers: values checked, then refused for now.
-fn check_health(
-    health: Option<&RawHealthCheck>,
-    breaker: Option<&RawCircuitBreaker>,
+/// `raw` over `base`, field by field. A probe's timeout defaults to the smaller of
+/// the base timeout and the interval, so `interval: 1s` alone is valid.
+fn health_check(raw: &RawHealthCheck, base: HealthCheck, at: &FieldPath) -> Checked<HealthCheck> {
+    if raw.failure_threshold.is_some_and(|n| n.0 == 0) {
+        return fault(at.key("failure_threshold"), "must be at least 1");
+    }
+    let interval = raw.interval.map_or(base.interval, |d| d.0);
+    let timeout = match raw.timeout {
+        Some(t) if t.0 > interval => return fault(at.key("timeout"), "must not exceed `interval`"),
+        Some(t) => t.0,
+        None => base.timeout.min(interval),
+    };
+    Ok(HealthCheck {
+        interval,
+        timeout,
+        failure_threshold: raw
+            .failure_threshold
+            .map_or(base.failure_threshold, |n| n.0),
+    })
+}
+
+/// `raw` over `base`, field by field.
+fn circuit_breaker(
+    raw: &RawCircuitBreaker,
+    base: CircuitBreaker,
     at: &FieldPath,
-) -> Checked<()> {
-    if let Some(h) = health {
-        if h.failure_threshold.is_some_and(|n| n.0 == 0) {
-            return fault(
-                at.key("health_check").key("failure_threshold"),
-                "must be at least 1",
-            );
-        }
-        if let (Some(interval), Some(timeout)) = (h.interval, h.timeout) {
-            if timeout.0 > interval.0 {
-                return fault(
-                    at.key("health_check").key("timeout"),
-                    "must not exceed `interval`",
-                );
-            }
-        }
-        return not_yet(at.key("health_check"), "`health_check`");
+) -> Checked<CircuitBreaker> {
+    if raw.failure_threshold.is_some_and(|n| n.0 == 0) {
+        return fault(at.key("failure_threshold"), "must be at least 1");
     }
-    if let Some(b) = breaker {
-        if b.failure_threshold.is_some_and(|n| n.0 == 0) {
-            return fault(
-                at.key("circuit_breaker").key("failure_threshold"),
-                "must be at least 1",
-            );
-        }
-        return not_yet(at.key("circuit_breaker"), "`circuit_breaker`");
-    }
-    Ok(())
+    Ok(CircuitBreaker {
+        failure_threshold: raw
+            .failure_threshold
+            .map_or(base.failure_threshold, |n| n.0),
+        recovery_timeout: raw.recovery_timeout.map_or(base.recovery_timeout, |d| d.0),
+    })
 }
 
-fn check_retry(retry: &RawRetry, at: &FieldPath) -> Checked<()> {
-    if retry.attempts.is_some_and(|a| a.0 == 0) {
+/// `raw` over `base`: a model's `retry` overrides only the fields it names.
+fn retry(raw: &RawRetry, base: Retry, at: &FieldPath) -> Checked<Retry> {
+    if raw.attempts.is_some_and(|a| a.0 == 0) {
         return fault(at.key("attempts"), "must be at least 1");
     }
-    for (i, token) in retry.on.iter().flatten().enumerate() {
-        if !RETRY_TOKENS.contains(&token.0.as_str()) {
-            return fault(
-                at.key("on").index(i),
-                format!("`{}` is not one of connect, timeout, 429, 5xx", token.0),
-            );
+    let on = match &raw.on {
+        None => base.on,
+        Some(tokens) => {
+            let mut on = RetryOn {
+                connect: false,
+                timeout: false,
+                rate_limited: false,
+                server_error: false,
+            };
+            for (i, token) in tokens.iter().enumerate() {
+                let flag = match token.0.as_str() {
+                    "connect" => &mut on.connect,
+                    "timeout" => &mut on.timeout,
+                    "429" => &mut on.rate_limited,
+                    "5xx" => &mut on.server_error,
+                    other => {
+                        return fault(
+                            at.key("on").index(i),
+                            format!("`{other}` is not one of connect, timeout, 429, 5xx"),
+                        )
+                    }
+                };
+                *flag = true;
+            }
+            on
         }
-    }
-    not_yet(at.clone(), "`retry` (several tries per request)")
+    };
+    Ok(Retry {
+        attempts: raw.attempts.map_or(base.attempts, |n| n.0),
+        on,
+    })
 }
 
 fn timeouts(raw: Option<&RawTimeouts>, base: Timeouts) -> Timeouts {
@@ -449,7 +519,7 @@ fn timeouts(raw: Option<&RawTimeouts>, base: Timeouts) -> Timeouts {
 fn models(
     raw: BTreeMap<String, RawModel>,
     providers: &BTreeMap<String, Arc<Provider>>,
-    defaults: Timeouts,
+    defaults: &RoutingDefaults,
     path: &FieldPath,
 ) -> Checked<BTreeMap<String, Model>> {
     if raw.is_empty() {
@@ -457,6 +527,8 @@ fn models(
     }
     check_fallbacks(&raw, path)?;
     let mut out = BTreeMap::new();
+    // A target id names one upstream everywhere: its state is kept under the id.
+    let mut upstream_of_id: BTreeMap<String, String> = BTreeMap::new();
     for (name, m) in raw {
         let at = path.key(&name);
         if m.targets.is_empty() {
@@ -474,22 +546,31 @@ fn models(
                     ),
                 );
             }
+            let same = upstream_of_id
+                .entry(target.id.clone())
+                .or_insert_with(|| target.fingerprint.clone());
+            if *same != target.fingerprint {
+                return fault(
+                    at.key("targets").index(i),
+                    format!(
+                        "target id `{}` already names another upstream in another model (set a different `name`)",
+                        target.id
+                    ),
+                );
+            }
             targets.push(Arc::new(target));
         }
-        if targets.len() > 1 {
-            return not_yet(at.key("targets").index(1), "more than one target per model");
-        }
-        if !m.fallbacks.is_empty() {
-            return not_yet(at.key("fallbacks"), "`fallbacks`");
-        }
-        if let Some(retry) = &m.retry {
-            check_retry(retry, &at.key("retry"))?;
-        }
+        let retry = match &m.retry {
+            Some(r) => retry(r, defaults.retry, &at.key("retry"))?,
+            None => defaults.retry,
+        };
         out.insert(
             name,
             Model {
                 targets,
-                timeouts: timeouts(m.timeouts.as_ref(), defaults),
+                fallbacks: m.fallbacks.into_iter().map(|f| f.0).collect(),
+                retry,
+                timeouts: timeouts(m.timeouts.as_ref(), defaults.timeouts),
             },
         );
     }
@@ -555,12 +636,16 @@ fn target(
         Some(name) => name.0,
         None => format!("{provider_name}/{model}"),
     };
+    let fingerprint = format!("{provider_name} {:?} {model}", provider.kind.upstream_url());
     Ok(Target {
         id,
         provider: provider.clone(),
         model,
         api_version,
         price,
+        priority: t.priority.map_or(1, |p| p.0),
+        weight: t.weight.map_or(1, |w| w.0),
+        fingerprint,
     })
 }
 

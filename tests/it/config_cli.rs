@@ -33,15 +33,12 @@ fn an_invalid_config_names_file_line_and_field() {
 
 #[test]
 fn features_of_later_releases_are_refused_not_ignored() {
-    let bad = config(
-        None,
-        &format!("{VALID}routing:\n  circuit_breaker: {{ failure_threshold: 5, recovery_timeout: 60s }}\n"),
-    );
+    let bad = config(None, &format!("{VALID}shutdown_timeout: 30s\n"));
     let out = check_config(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("routing.circuit_breaker") && err.contains("not yet supported"),
+        err.contains("shutdown_timeout") && err.contains("not yet supported"),
         "{err}"
     );
 }
