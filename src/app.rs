@@ -22,10 +22,13 @@ pub struct App {
 impl App {
     /// Wires a loaded config to a connector.
     pub fn new(config: Config, connector: Connector) -> Self {
+        let metrics = Metrics::new();
+        let state = State::new(&metrics);
+        state.targets.sync(&config);
         App {
             config: ArcSwap::from_pointee(config),
-            state: State::default(),
-            metrics: Metrics::new(),
+            state,
+            metrics,
             connector,
         }
     }

@@ -6,6 +6,7 @@
 //! stream's first content event, or an error that is the client's own fault. Until
 //! then a failed try can still move on to the next candidate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,17 +15,15 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::client_watch::{unless_client_leaves, Raced};
-use crate::config::{Model, ProviderKind, Target};
-use crate::dialect::azure::Azure;
-use crate::dialect::bedrock::Bedrock;
+use crate::config::{Config, Model, RetryOn, Target};
 use crate::dialect::mock::{self, MockAnswer};
-use crate::dialect::openai::OpenAi;
-use crate::dialect::{ClientEvent, Dialect, UpstreamFault};
+use crate::dialect::{self, ClientEvent, Dialect, UpstreamFault};
 use crate::downstream::{self, ClientGone};
 use crate::errors::ApiError;
 use crate::llm_request::LlmRequest;
 use crate::record::{Outcome, RequestRecord, TryRecord};
 use crate::routing;
+use crate::target_state::{Pass, TargetState, Verdict};
 use crate::upstream::exchange::{self, Exchange, Failure, Limits};
 use crate::upstream::headers;
 
@@ -47,6 +46,16 @@ enum TryResult {
     Failed { error: ApiError, retryable: bool },
 }
 
+/// Where the walk over the candidates stands after one of them.
+enum Step {
+    /// The client has its answer (or is gone).
+    Answered,
+    /// The target cannot take this request (nothing was sent): not a try.
+    NotSent(ApiError),
+    /// A try failed; `go_on` when the retry rule lets the walk continue.
+    Failed { error: ApiError, go_on: bool },
+}
+
 /// Everything one try needs to know about the request.
 struct Attempt<'a> {
     app: &'a App,
@@ -62,36 +71,175 @@ pub async fn run(
     session: &mut Session,
     record: &mut RequestRecord,
     request: &LlmRequest,
+    config: &Config,
     model: &Model,
 ) {
     let deadline = Instant::from_std(record.started) + model.timeouts.total;
-    let mut last_error = None;
-    for target in routing::plan(model) {
-        let attempt = Attempt {
-            app,
-            request,
-            target: &target,
-            limits: Limits::new(&model.timeouts, deadline),
-            started: Instant::now(),
+    let mut failures = Failures::default();
+    let mut skipped: Vec<(Arc<Target>, Arc<TargetState>)> = Vec::new();
+    let mut tries = 0;
+    for target in routing::plan(config, model) {
+        if tries >= model.retry.attempts || Instant::now() >= deadline {
+            break;
+        }
+        let state = app.state.targets.get(&target);
+        let Some(pass) = state.admit(std::time::Instant::now()) else {
+            skipped.push((target, state));
+            continue;
         };
-        let result = match &target.provider.kind {
-            ProviderKind::Mock => attempt.mock(session, record).await,
-            ProviderKind::OpenAi { .. } => attempt.upstream(session, record, &OpenAi).await,
-            ProviderKind::Azure { .. } => attempt.upstream(session, record, &Azure).await,
-            ProviderKind::Bedrock { .. } => attempt.upstream(session, record, &Bedrock).await,
-        };
-        match result {
-            TryResult::Answered => return,
-            TryResult::Failed { error, retryable } => {
-                last_error = Some(error);
-                if !retryable {
+        let step = try_target(app, session, record, request, model, &target, pass).await;
+        match step {
+            Step::Answered => return,
+            Step::NotSent(error) => failures.not_sent(error),
+            Step::Failed { error, go_on } => {
+                tries += 1;
+                failures.tried(error, record);
+                if !go_on {
                     break;
                 }
             }
         }
     }
-    let error = last_error.unwrap_or_else(ApiError::internal);
-    downstream::send_error(session, record, &error).await;
+    // Every candidate was skipped: health data can be stale, and a monitoring
+    // fault must not become an outage, so the one that failed least recently
+    // gets a try anyway.
+    if tries == 0 {
+        if let Some((target, state)) = skipped.iter().min_by_key(|(_, s)| s.last_failure()) {
+            log::warn!(
+                "request {}: every target of `{}` is unhealthy, open or cooling down; last resort: {}",
+                record.request_id,
+                request.model,
+                target.id
+            );
+            let pass = state.force();
+            match try_target(app, session, record, request, model, target, pass).await {
+                Step::Answered => return,
+                Step::NotSent(error) => failures.not_sent(error),
+                Step::Failed { error, .. } => failures.tried(error, record),
+            }
+        }
+    }
+    downstream::send_error(session, record, &failures.into_error()).await;
+}
+
+/// Makes one try on `target` and reports what it says about the target.
+async fn try_target(
+    app: &App,
+    session: &mut Session,
+    record: &mut RequestRecord,
+    request: &LlmRequest,
+    model: &Model,
+    target: &Target,
+    pass: Pass,
+) -> Step {
+    let attempt = Attempt {
+        app,
+        request,
+        target,
+        limits: Limits::new(
+            &model.timeouts,
+            Instant::from_std(record.started) + model.timeouts.total,
+        ),
+        started: Instant::now(),
+    };
+    let before = record.tries.len();
+    let result = match dialect::of(&target.provider.kind) {
+        None => attempt.mock(session, record).await,
+        Some(dialect) => attempt.upstream(session, record, dialect).await,
+    };
+    if record.tries.len() == before {
+        // Nothing was sent, so nothing was learned; a trial pass is given back.
+        drop(pass);
+        return match result {
+            TryResult::Answered => Step::Answered,
+            TryResult::Failed { error, .. } => Step::NotSent(error),
+        };
+    }
+    let outcome = record.last_try().and_then(|t| t.outcome);
+    let verdict = match (&result, outcome) {
+        (_, None) => Verdict::Unknown,
+        (TryResult::Answered, Some(Outcome::Success | Outcome::Http4xx)) => Verdict::Up,
+        (TryResult::Failed { error, .. }, Some(Outcome::Http429)) => Verdict::Throttled(
+            error
+                .retry_after_ms
+                .map_or(DEFAULT_RETRY_AFTER, Duration::from_millis),
+        ),
+        _ => Verdict::Down,
+    };
+    match pass.report(verdict, &target.provider.circuit_breaker) {
+        Some(true) => log::warn!(
+            "circuit of {} opened: no traffic for {:?}, then one trial",
+            target.id,
+            target.provider.circuit_breaker.recovery_timeout
+        ),
+        Some(false) => log::info!("circuit of {} closed: its trial succeeded", target.id),
+        None => {}
+    }
+    match result {
+        TryResult::Answered => Step::Answered,
+        TryResult::Failed { error, retryable } => Step::Failed {
+            error,
+            go_on: retryable && outcome.is_some_and(|o| retries_on(&model.retry.on, o)),
+        },
+    }
+}
+
+/// Whether `retry.on` lets a try that ended with `outcome` move on (DESIGN.md §2:
+/// a refused credential or model, and a broken answer, count as 5xx).
+fn retries_on(on: &RetryOn, outcome: Outcome) -> bool {
+    match outcome {
+        Outcome::ConnectError => on.connect,
+        Outcome::Timeout => on.timeout,
+        Outcome::Http429 => on.rate_limited,
+        Outcome::Http5xx | Outcome::Http4xx | Outcome::StreamError => on.server_error,
+        Outcome::Success => false,
+    }
+}
+
+/// What the client gets when no try answered: the last failure — unless every
+/// try was throttled, then the 429 with the earliest retry-after.
+#[derive(Default)]
+struct Failures {
+    last: Option<ApiError>,
+    /// A try failed with something other than a 429.
+    not_only_429: bool,
+    earliest_429: Option<ApiError>,
+}
+
+impl Failures {
+    /// A failed try; `record` tells how it ended.
+    fn tried(&mut self, error: ApiError, record: &RequestRecord) {
+        let throttled = record
+            .last_try()
+            .is_some_and(|t| t.outcome == Some(Outcome::Http429));
+        if !throttled {
+            self.not_only_429 = true;
+        } else if let Some(wait) = error.retry_after_ms {
+            if self
+                .earliest_429
+                .as_ref()
+                .is_none_or(|e| e.retry_after_ms.is_some_and(|w| wait < w))
+            {
+                self.earliest_429 = Some(error.clone());
+            }
+        }
+        self.last = Some(error);
+    }
+
+    /// A candidate that could not take the request: its refusal is the answer
+    /// only when no try said more.
+    fn not_sent(&mut self, error: ApiError) {
+        if self.last.is_none() {
+            self.last = Some(error);
+        }
+    }
+
+    fn into_error(self) -> ApiError {
+        match (self.not_only_429, self.earliest_429) {
+            (false, Some(earliest)) => earliest,
+            _ => self.last.unwrap_or_else(ApiError::internal),
+        }
+    }
 }
 
 impl Attempt<'_> {
@@ -407,10 +555,13 @@ impl Attempt<'_> {
         let mut committed = false;
         let mut seen_event = false;
         loop {
+            // `first_byte` runs from the try's start to the first event, header
+            // included; `idle` is the longest gap between events after that.
             let (wait, name) = if seen_event {
                 (self.limits.idle, "idle")
             } else {
-                (self.limits.first_byte, "first byte")
+                let spent = self.started.elapsed();
+                (self.limits.first_byte.saturating_sub(spent), "first byte")
             };
             let waited = Instant::now();
             let next =
@@ -418,12 +569,19 @@ impl Attempt<'_> {
             record.upstream_wait += waited.elapsed();
             let chunk = match next {
                 Raced::ClientGone => return self.client_left(record),
+                // After content, a stall or a break ends the stream with an
+                // error event, and counts against the target.
                 Raced::Done(Err(failure)) if committed => {
-                    let error = match failure {
-                        Failure::Timeout(which) => ApiError::upstream_timeout(which),
-                        _ => ApiError::upstream_error("the stream broke"),
+                    let (outcome, error) = match failure {
+                        Failure::Timeout(which) => {
+                            (Outcome::Timeout, ApiError::upstream_timeout(which))
+                        }
+                        _ => (
+                            Outcome::StreamError,
+                            ApiError::upstream_error("the stream broke"),
+                        ),
                     };
-                    return self.broken_stream(session, record, &error).await;
+                    return self.broken_stream(session, record, outcome, &error).await;
                 }
                 Raced::Done(Err(failure)) => return self.failure(record, failure),
                 Raced::Done(Ok(chunk)) => chunk,
@@ -487,6 +645,7 @@ impl Attempt<'_> {
                         .broken_stream(
                             session,
                             record,
+                            Outcome::StreamError,
                             &ApiError::upstream_error("the stream broke"),
                         )
                         .await;
@@ -545,9 +704,16 @@ impl Attempt<'_> {
         &self,
         session: &mut Session,
         record: &mut RequestRecord,
+        outcome: Outcome,
         error: &ApiError,
     ) -> TryResult {
-        self.note(record, Some(Outcome::StreamError));
+        self.note(record, Some(outcome));
+        log::warn!(
+            "request {}: stream from {} ended early: {}",
+            record.request_id,
+            self.target.id,
+            error.message
+        );
         downstream::fail_stream(session, record, error).await;
         TryResult::Answered
     }

@@ -10,6 +10,7 @@ mod app;
 mod attempt;
 mod auth;
 mod body;
+mod circuit;
 mod client_watch;
 mod config;
 mod dialect;
@@ -19,6 +20,7 @@ mod endpoint;
 mod errors;
 mod gateway;
 mod glob;
+mod health;
 mod json_members;
 mod llm_request;
 mod metrics;
@@ -30,6 +32,8 @@ mod request_id;
 mod routing;
 mod server_conf;
 mod state;
+mod target_state;
+mod targets;
 mod upstream;
 
 use std::path::Path;
@@ -37,7 +41,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::server::configuration::Opt;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -67,9 +71,8 @@ fn main() -> ExitCode {
     let admin_listen = config.admin_listen.clone();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf::build(&config.pingora));
     server.bootstrap();
-    let connector = Connector::new(Some(ConnectorOptions::from_server_conf(
-        &server.configuration,
-    )));
+    let connector_options = ConnectorOptions::from_server_conf(&server.configuration);
+    let connector = Connector::new(Some(connector_options.clone()));
     let app = Arc::new(app::App::new(config, connector));
 
     let mut api = pingora::proxy::http_proxy_service_with_name(
@@ -83,10 +86,15 @@ fn main() -> ExitCode {
         admin::Admin::new(app.clone()),
     );
     admin.add_tcp(&admin_listen);
+    let health = health::HealthChecker::new(
+        app.clone(),
+        TransportConnector::new(Some(connector_options)),
+    );
     let dns = dns::DnsRefresh::new(app, dns::REFRESH_INTERVAL);
     server.add_service(api);
     server.add_service(admin);
     server.add_service(background_service("dns refresh", dns));
+    server.add_service(background_service("health checks", health));
     log::info!("switchyard listening on {listen} (admin {admin_listen})");
     server.run_forever()
 }

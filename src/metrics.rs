@@ -4,8 +4,8 @@
 //! bounded whatever clients send.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::record::RequestRecord;
@@ -25,6 +25,11 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     upstream_attempts: IntCounterVec,
+    failovers: IntCounterVec,
+    /// Set by the target state (`targets.rs`), which owns the series.
+    pub upstream_healthy: IntGaugeVec,
+    /// Set by the target state, like `upstream_healthy`.
+    pub circuit_open: IntGaugeVec,
     duration: HistogramVec,
     ttft: HistogramVec,
     overhead: Histogram,
@@ -49,6 +54,30 @@ impl Metrics {
                 "Upstream tries by how they ended.",
             ),
             &["provider", "outcome"],
+        )
+        .expect("valid metric definition");
+        let failovers = IntCounterVec::new(
+            Opts::new(
+                "switchyard_failovers_total",
+                "Switches from one upstream target to another within a request.",
+            ),
+            &["model"],
+        )
+        .expect("valid metric definition");
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_upstream_healthy",
+                "1 while a target passes its active health checks (or has none).",
+            ),
+            &["provider", "target"],
+        )
+        .expect("valid metric definition");
+        let circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "switchyard_circuit_open",
+                "1 while a target's circuit breaker holds traffic back.",
+            ),
+            &["provider", "target"],
         )
         .expect("valid metric definition");
         let duration = HistogramVec::new(
@@ -86,6 +115,9 @@ impl Metrics {
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_attempts.clone()),
+            Box::new(failovers.clone()),
+            Box::new(upstream_healthy.clone()),
+            Box::new(circuit_open.clone()),
             Box::new(duration.clone()),
             Box::new(ttft.clone()),
             Box::new(overhead.clone()),
@@ -99,6 +131,9 @@ impl Metrics {
             registry,
             requests,
             upstream_attempts,
+            failovers,
+            upstream_healthy,
+            circuit_open,
             duration,
             ttft,
             overhead,
@@ -126,6 +161,11 @@ impl Metrics {
                 .observe(ttft.as_secs_f64());
         }
         self.overhead.observe(record.overhead().as_secs_f64());
+        if record.tries.len() > 1 {
+            self.failovers
+                .with_label_values(&[model])
+                .inc_by(record.tries.len() as u64 - 1);
+        }
         for t in &record.tries {
             if let Some(outcome) = t.outcome {
                 self.upstream_attempts

@@ -84,7 +84,7 @@ async fn serve(
     if !key.allows(&request.model) {
         return Err(ApiError::model_not_allowed(&request.model));
     }
-    attempt::run(app, session, record, &request, model).await;
+    attempt::run(app, session, record, &request, &config, model).await;
     Ok(())
 }
 

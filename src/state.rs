@@ -1,16 +1,32 @@
 //! State that outlives a config snapshot.
 //!
-//! A reload swaps the config but keeps this, keyed by stable ids (host names now;
-//! target ids and key names as health, circuits and limits arrive), so learned
-//! facts survive a reload.
+//! A reload swaps the config but keeps this, keyed by stable ids (host names,
+//! target ids; key names as limits arrive), so learned facts survive a reload.
 
 use crate::dns::Resolver;
+use crate::metrics::Metrics;
 use crate::readiness::ApiListener;
+use crate::targets::Targets;
 
 /// Process-wide state beside the swappable config.
-#[derive(Default)]
 pub struct State {
     pub dns: Resolver,
+    /// Health, circuit and cooldown of every target.
+    pub targets: Targets,
     /// Whether the API port has been seen accepting, for `/readyz`.
     pub api_listener: ApiListener,
+}
+
+impl State {
+    /// Empty state whose target gauges are `metrics`' own.
+    pub fn new(metrics: &Metrics) -> Self {
+        State {
+            dns: Resolver::default(),
+            targets: Targets::new(
+                metrics.upstream_healthy.clone(),
+                metrics.circuit_open.clone(),
+            ),
+            api_listener: ApiListener::default(),
+        }
+    }
 }

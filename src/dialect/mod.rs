@@ -17,7 +17,7 @@ mod vectors;
 use bytes::Bytes;
 use pingora::http::RequestHeader;
 
-use crate::config::{Target, UpstreamUrl};
+use crate::config::{ProviderKind, Target, UpstreamUrl};
 use crate::errors::ApiError;
 use crate::llm_request::LlmRequest;
 use crate::record::Usage;
@@ -99,10 +99,6 @@ pub enum UpstreamFault {
 
 /// How an active health check reaches a target.
 #[derive(Debug)]
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the active health checker (issue 5) reads it")
-)]
 pub enum HealthProbe {
     /// A request that costs nothing (a listing, never a completion) and proves
     /// the credential and the URL work.
@@ -137,11 +133,17 @@ pub trait Dialect: Sync {
     /// What an upstream error answer (status 400 and up) means.
     fn classify(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> UpstreamFault;
     /// How an active health check reaches `target`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the active health checker (issue 5) sends it")
-    )]
     fn health_probe(&self, target: &Target) -> Result<HealthProbe, ApiError>;
+}
+
+/// The wire dialect of a provider; `None` for the in-process mock.
+pub fn of(kind: &ProviderKind) -> Option<&'static dyn Dialect> {
+    match kind {
+        ProviderKind::OpenAi { .. } => Some(&openai::OpenAi),
+        ProviderKind::Azure { .. } => Some(&azure::Azure),
+        ProviderKind::Bedrock { .. } => Some(&bedrock::Bedrock),
+        ProviderKind::Mock => None,
+    }
 }
 
 /// The header of a JSON `POST` to `url` + `path`, without credentials: what every
