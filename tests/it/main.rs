@@ -8,6 +8,8 @@ mod azure;
 mod bedrock;
 mod config_cli;
 mod errors;
+mod failover;
+mod health;
 mod mock_provider;
 mod openai_upstream;
 mod streaming;
