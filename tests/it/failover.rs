@@ -36,6 +36,24 @@ fn two_tiers(extra: &str) -> String {
     format!("  main:\n    targets:\n      - {{ provider: primary, model: m }}\n      - {{ provider: secondary, model: m, priority: 2 }}\n{extra}")
 }
 
+/// A gateway with [`two_tiers`] on providers at `primary` and `secondary`;
+/// `primary_extra` goes under the primary provider, `model_extra` under `main`.
+async fn two_tier_gateway(
+    primary: &str,
+    secondary: &str,
+    primary_extra: &str,
+    model_extra: &str,
+) -> Gateway {
+    Gateway::start(&gateway_config(
+        &[
+            openai("primary", primary, primary_extra),
+            openai("secondary", secondary, ""),
+        ],
+        &two_tiers(model_extra),
+    ))
+    .await
+}
+
 fn completion(text: &str) -> Reply {
     Reply::ok(
         json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
@@ -94,14 +112,7 @@ fn refused_url() -> String {
 #[tokio::test]
 async fn a_refused_connection_fails_over_to_the_next_priority() {
     let secondary = FakeUpstream::start(|_| completion("from secondary")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &refused_url(), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers(""),
-    ))
-    .await;
+    let gw = two_tier_gateway(&refused_url(), &secondary.url("/v1"), "", "").await;
     let r = chat(&gw).await;
     assert_eq!(answer(&r), "from secondary");
     assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
@@ -130,14 +141,7 @@ async fn a_refused_connection_fails_over_to_the_next_priority() {
 async fn a_500_fails_over_with_the_one_mebibyte_body_intact() {
     let primary = FakeUpstream::start(|_| Reply::error(500, "server_error", "boom")).await;
     let secondary = FakeUpstream::start(|_| completion("ok")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers(""),
-    ))
-    .await;
+    let gw = two_tier_gateway(&primary.url("/v1"), &secondary.url("/v1"), "", "").await;
     let text: String = (0..1024 * 1024)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
@@ -174,14 +178,7 @@ async fn a_429_cools_the_target_down_for_its_retry_after() {
     })
     .await;
     let secondary = FakeUpstream::start(|_| completion("from secondary")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers(""),
-    ))
-    .await;
+    let gw = two_tier_gateway(&primary.url("/v1"), &secondary.url("/v1"), "", "").await;
     let started = Instant::now();
     let r = chat(&gw).await;
     assert_eq!(answer(&r), "from secondary");
@@ -206,13 +203,12 @@ async fn a_429_cools_the_target_down_for_its_retry_after() {
 async fn a_hang_before_headers_times_out_after_first_byte_and_fails_over() {
     let primary = FakeUpstream::start(|_| Reply::Silence).await;
     let secondary = FakeUpstream::start(|_| completion("from secondary")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers("    timeouts: { first_byte: 300ms }\n"),
-    ))
+    let gw = two_tier_gateway(
+        &primary.url("/v1"),
+        &secondary.url("/v1"),
+        "",
+        "    timeouts: { first_byte: 300ms }\n",
+    )
     .await;
     let started = Instant::now();
     let r = chat(&gw).await;
@@ -236,14 +232,7 @@ async fn a_stream_failing_before_content_fails_over_cleanly() {
     })
     .await;
     let secondary = FakeUpstream::start(|_| stream_of("whole answer")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers(""),
-    ))
-    .await;
+    let gw = two_tier_gateway(&primary.url("/v1"), &secondary.url("/v1"), "", "").await;
     let events = stream(&gw).await;
     assert_eq!(events.len(), 3, "{events:?}");
     let role: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
@@ -262,14 +251,7 @@ async fn an_empty_stream_fails_over() {
     })
     .await;
     let secondary = FakeUpstream::start(|_| stream_of("from secondary")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers(""),
-    ))
-    .await;
+    let gw = two_tier_gateway(&primary.url("/v1"), &secondary.url("/v1"), "", "").await;
     let events = stream(&gw).await;
     assert!(events[1].contains("from secondary"), "{events:?}");
     assert_eq!(events.last().unwrap(), "[DONE]");
@@ -302,17 +284,12 @@ async fn a_stall_after_content_ends_with_an_error_event_and_counts_against_the_t
     })
     .await;
     let secondary = FakeUpstream::start(|_| completion("from secondary")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai(
-                "primary",
-                &primary.url("/v1"),
-                "    circuit_breaker: { failure_threshold: 1, recovery_timeout: 30s }\n",
-            ),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers("    timeouts: { idle: 300ms }\n"),
-    ))
+    let gw = two_tier_gateway(
+        &primary.url("/v1"),
+        &secondary.url("/v1"),
+        "    circuit_breaker: { failure_threshold: 1, recovery_timeout: 30s }\n",
+        "    timeouts: { idle: 300ms }\n",
+    )
     .await;
     let started = Instant::now();
     let events = stream(&gw).await;
@@ -384,17 +361,12 @@ async fn the_circuit_opens_lets_one_trial_through_under_load_and_closes() {
     })
     .await;
     let secondary = FakeUpstream::start(|_| completion("from secondary")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai(
-                "primary",
-                &primary.url("/v1"),
-                "    circuit_breaker: { failure_threshold: 2, recovery_timeout: 500ms }\n",
-            ),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers("    timeouts: { first_byte: 1s }\n"),
-    ))
+    let gw = two_tier_gateway(
+        &primary.url("/v1"),
+        &secondary.url("/v1"),
+        "    circuit_breaker: { failure_threshold: 2, recovery_timeout: 500ms }\n",
+        "    timeouts: { first_byte: 1s }\n",
+    )
     .await;
     for _ in 0..2 {
         assert_eq!(chat(&gw).await.header("x-switchyard-attempts"), Some("2"));
@@ -515,14 +487,7 @@ fn throttled(ms: &str) -> Reply {
 async fn when_every_target_throttles_the_client_gets_the_earliest_retry_after() {
     let primary = FakeUpstream::start(|_| throttled("3000")).await;
     let secondary = FakeUpstream::start(|_| throttled("1500")).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers(""),
-    ))
-    .await;
+    let gw = two_tier_gateway(&primary.url("/v1"), &secondary.url("/v1"), "", "").await;
     let r = chat(&gw).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.error_code(), "rate_limit_exceeded");
@@ -561,13 +526,12 @@ async fn retry_on_and_attempts_bound_the_walk() {
 async fn the_total_timeout_bounds_every_try_together() {
     let primary = FakeUpstream::start(|_| Reply::Silence).await;
     let secondary = FakeUpstream::start(|_| Reply::Silence).await;
-    let gw = Gateway::start(&gateway_config(
-        &[
-            openai("primary", &primary.url("/v1"), ""),
-            openai("secondary", &secondary.url("/v1"), ""),
-        ],
-        &two_tiers("    timeouts: { first_byte: 1s, total: 1500ms }\n"),
-    ))
+    let gw = two_tier_gateway(
+        &primary.url("/v1"),
+        &secondary.url("/v1"),
+        "",
+        "    timeouts: { first_byte: 1s, total: 1500ms }\n",
+    )
     .await;
     let started = Instant::now();
     let r = chat(&gw).await;
