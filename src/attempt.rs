@@ -65,6 +65,15 @@ struct Attempt<'a> {
     started: Instant,
 }
 
+/// One request's walk over its candidates.
+struct Walk<'a> {
+    app: &'a App,
+    request: &'a LlmRequest,
+    model: &'a Model,
+    /// When `timeouts.total` runs out.
+    deadline: Instant,
+}
+
 /// Serves `request` for `model`, writing the answer (or the final error).
 pub async fn run(
     app: &App,
@@ -74,12 +83,17 @@ pub async fn run(
     config: &Config,
     model: &Model,
 ) {
-    let deadline = Instant::from_std(record.started) + model.timeouts.total;
+    let walk = Walk {
+        app,
+        request,
+        model,
+        deadline: Instant::from_std(record.started) + model.timeouts.total,
+    };
     let mut failures = Failures::default();
     let mut skipped: Vec<(Arc<Target>, Arc<TargetState>)> = Vec::new();
     let mut tries = 0;
     for target in routing::plan(config, model) {
-        if tries >= model.retry.attempts || Instant::now() >= deadline {
+        if tries >= model.retry.attempts || Instant::now() >= walk.deadline {
             break;
         }
         let state = app.state.targets.get(&target);
@@ -87,8 +101,7 @@ pub async fn run(
             skipped.push((target, state));
             continue;
         };
-        let step = try_target(app, session, record, request, model, &target, pass).await;
-        match step {
+        match walk.try_target(session, record, &target, pass).await {
             Step::Answered => return,
             Step::NotSent(error) => failures.not_sent(error),
             Step::Failed { error, go_on } => {
@@ -111,8 +124,10 @@ pub async fn run(
                 request.model,
                 target.id
             );
-            let pass = state.force();
-            match try_target(app, session, record, request, model, target, pass).await {
+            match walk
+                .try_target(session, record, target, state.force())
+                .await
+            {
                 Step::Answered => return,
                 Step::NotSent(error) => failures.not_sent(error),
                 Step::Failed { error, .. } => failures.tried(error, record),
@@ -122,65 +137,63 @@ pub async fn run(
     downstream::send_error(session, record, &failures.into_error()).await;
 }
 
-/// Makes one try on `target` and reports what it says about the target.
-async fn try_target(
-    app: &App,
-    session: &mut Session,
-    record: &mut RequestRecord,
-    request: &LlmRequest,
-    model: &Model,
-    target: &Target,
-    pass: Pass,
-) -> Step {
-    let attempt = Attempt {
-        app,
-        request,
-        target,
-        limits: Limits::new(
-            &model.timeouts,
-            Instant::from_std(record.started) + model.timeouts.total,
-        ),
-        started: Instant::now(),
-    };
-    let before = record.tries.len();
-    let result = match dialect::of(&target.provider.kind) {
-        None => attempt.mock(session, record).await,
-        Some(dialect) => attempt.upstream(session, record, dialect).await,
-    };
-    if record.tries.len() == before {
-        // Nothing was sent, so nothing was learned; a trial pass is given back.
-        drop(pass);
-        return match result {
-            TryResult::Answered => Step::Answered,
-            TryResult::Failed { error, .. } => Step::NotSent(error),
+impl Walk<'_> {
+    /// Makes one try on `target` and reports what it says about the target.
+    async fn try_target(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        target: &Target,
+        pass: Pass,
+    ) -> Step {
+        let attempt = Attempt {
+            app: self.app,
+            request: self.request,
+            target,
+            limits: Limits::new(&self.model.timeouts, self.deadline),
+            started: Instant::now(),
         };
-    }
-    let outcome = record.last_try().and_then(|t| t.outcome);
-    let verdict = match (&result, outcome) {
-        (_, None) => Verdict::Unknown,
-        (TryResult::Answered, Some(Outcome::Success | Outcome::Http4xx)) => Verdict::Up,
-        (TryResult::Failed { error, .. }, Some(Outcome::Http429)) => Verdict::Throttled(
-            error
-                .retry_after_ms
-                .map_or(DEFAULT_RETRY_AFTER, Duration::from_millis),
-        ),
-        _ => Verdict::Down,
-    };
-    match pass.report(verdict, &target.provider.circuit_breaker) {
-        Some(true) => log::warn!(
-            "circuit of {} opened: no traffic for {:?}, then one trial",
-            target.id,
-            target.provider.circuit_breaker.recovery_timeout
-        ),
-        Some(false) => log::info!("circuit of {} closed: its trial succeeded", target.id),
-        None => {}
-    }
-    match result {
-        TryResult::Answered => Step::Answered,
-        TryResult::Failed { error, retryable } => Step::Failed {
-            error,
-            go_on: retryable && outcome.is_some_and(|o| retries_on(&model.retry.on, o)),
-        },
+        let before = record.tries.len();
+        let result = match dialect::of(&target.provider.kind) {
+            None => attempt.mock(session, record).await,
+            Some(dialect) => attempt.upstream(session, record, dialect).await,
+        };
+        if record.tries.len() == before {
+            // Nothing was sent, so nothing was learned; a trial pass is given back.
+            drop(pass);
+            return match result {
+                TryResult::Answered => Step::Answered,
+                TryResult::Failed { error, .. } => Step::NotSent(error),
+            };
+        }
+        let outcome = record.last_try().and_then(|t| t.outcome);
+        let verdict = match (&result, outcome) {
+            (_, None) => Verdict::Unknown,
+            (TryResult::Answered, Some(Outcome::Success | Outcome::Http4xx)) => Verdict::Up,
+            (TryResult::Failed { error, .. }, Some(Outcome::Http429)) => Verdict::Throttled(
+                error
+                    .retry_after_ms
+                    .map_or(DEFAULT_RETRY_AFTER, Duration::from_millis),
+            ),
+            _ => Verdict::Down,
+        };
+        let breaker = &target.provider.circuit_breaker;
+        match pass.report(verdict, breaker) {
+            Some(true) => log::warn!(
+                "circuit of {} opened: no traffic for {:?}, then one trial",
+                target.id,
+                breaker.recovery_timeout
+            ),
+            Some(false) => log::info!("circuit of {} closed: its trial succeeded", target.id),
+            None => {}
+        }
+        match result {
+            TryResult::Answered => Step::Answered,
+            TryResult::Failed { error, retryable } => Step::Failed {
+                error,
+                go_on: retryable && outcome.is_some_and(|o| retries_on(&self.model.retry.on, o)),
+            },
+        }
     }
 }
 
