@@ -7,7 +7,9 @@ config written for the session. Two kinds of provider sit behind it:
 * `fake-openai` (`type: openai`): a small OpenAI-compatible HTTP/1.1 server written
   here (threads, keep-alive, TCP_NODELAY) that records every request it receives,
   so tests can check what reached the upstream. Its behaviour is chosen by the
-  upstream model name the gateway writes into the body (see `FakeOpenAI`);
+  upstream model name the gateway writes into the body (see `FakeOpenAI`), and
+  some names make it fail the ways real upstreams do (a 500, a 429, no answer, a
+  stream that stalls or is cut off) for the failover tests;
 * `azure-*` (`type: azure`): a fake Azure OpenAI resource on the same plumbing that
   checks Azure's URL shape, `api-version` and `api-key`, and answers with bodies and
   stream chunks recorded from the real service. Its behaviour is chosen by the
@@ -16,7 +18,8 @@ config written for the session. Two kinds of provider sit behind it:
   ConverseStream) that verify every request's SigV4 signature with botocore, or its
   Bedrock API key, and answer with bodies and event-stream bytes recorded from the
   real service. Their behaviour is chosen by a marker in the last user message (see
-  `FakeBedrock`). The Bedrock tests run their own gateway (`bedrock_gateway`).
+  `FakeBedrock`). The Bedrock tests run their own gateway (`bedrock_gateway`), and
+  so do the failover tests (`failover_gateway` in test_failover.py).
 
 Everything binds 127.0.0.1 only; the gateway is stopped by its PID at teardown.
 """
@@ -29,9 +32,11 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import struct
@@ -118,6 +123,21 @@ def collect(stream):
     return pieces, chunks
 
 
+def read_until_error(stream) -> tuple[list[str], openai.APIError]:
+    """The content pieces an SDK stream delivered before it raised, and the error.
+    A stream that ends without an error fails the test (a broken answer must never
+    look complete), and so does one that hangs or drops: it must end with an error
+    event."""
+    pieces = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+    assert not isinstance(e.value, openai.APIConnectionError), \
+        f"the stream hung or dropped instead of ending with an error event: {e.value!r}"
+    return pieces, e.value
+
+
 def new_request_id(prefix: str = "e2e") -> str:
     """A valid client `x-request-id` ([A-Za-z0-9._:-], at most 128 characters)."""
     return f"{prefix}-{secrets.token_hex(8)}"
@@ -174,6 +194,23 @@ UP_EMBED = "fake-embed"              # embeddings
 UP_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 UP_BAD_REQUEST_MESSAGE = "Upstream says: 'temperature' must be at most 2."
 UP_STREAM_PIECES = ["Hello", " from", " the", " fake", " upstream."]
+# Upstream model names that make the fake fail (the failover tests).
+UP_SERVER_ERROR = "fake-server-error"    # 500 with OpenAI's server_error envelope
+UP_HANG = "fake-hang"                    # reads the request, then sends nothing at all
+UP_RATE_LIMITED = "fake-rate-limited-"   # + N: 429 with `retry-after-ms: N`
+# Streams (`stream: true` only) that fail part-way. The role chunk is content-free;
+# "after content" streams send the role chunk and one content chunk, UP_PARTIAL_PIECE.
+UP_STALL_AFTER_HEADERS = "fake-stall-after-headers"  # the stream's header, then nothing
+UP_CUT_AFTER_ROLE = "fake-cut-after-role"          # then the connection is closed
+UP_STALL_AFTER_ROLE = "fake-stall-after-role"      # then nothing, until the gateway leaves
+UP_CUT_AFTER_CONTENT = "fake-cut-after-content"    # then the connection is closed
+UP_STALL_AFTER_CONTENT = "fake-stall-after-content"  # then nothing, until the gateway leaves
+UP_PARTIAL_PIECE = "Hello"
+UP_SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. "
+                           "Sorry about that!")
+# The longest a failing fake keeps a connection silent (a gateway that never gives up
+# on it fails the test's time bound long before).
+UP_HOLD_S = 8.0
 
 
 def upstream_answer(prompt: str) -> str:
@@ -351,6 +388,22 @@ class FakeOpenAIHandler(RecordingHandler):
             self._send_json(400, {"error": {
                 "message": UP_BAD_REQUEST_MESSAGE, "type": "invalid_request_error",
                 "param": "temperature", "code": "invalid_value"}})
+        elif model == UP_SERVER_ERROR:
+            self._send_json(500, {"error": {
+                "message": UP_SERVER_ERROR_MESSAGE, "type": "server_error", "param": None,
+                "code": None}})
+        elif model == UP_HANG:
+            self._hold(UP_HOLD_S)
+            self.close_connection = True  # and never an answer
+        elif isinstance(model, str) and model.startswith(UP_RATE_LIMITED):
+            ms = int(model[len(UP_RATE_LIMITED):])
+            self._send_json(429, {"error": {
+                "message": f"Rate limit reached for requests. Please try again in {ms}ms.",
+                "type": "requests", "param": None, "code": "rate_limit_exceeded"}},
+                {"retry-after-ms": str(ms), "retry-after": str(math.ceil(ms / 1000))})
+        elif (self.path == "/v1/chat/completions" and model in FAILING_STREAMS
+              and req.get("stream")):
+            self._failing_stream(model)
         elif self.path == "/v1/chat/completions" and model == UP_CHAT:
             if req.get("stream"):
                 self._stream_chat(req)
@@ -399,15 +452,59 @@ class FakeOpenAIHandler(RecordingHandler):
             event([], usage=UP_USAGE)
         self._end_stream()
 
+    def _failing_stream(self, model: str) -> None:
+        """The start of a normal stream, then a cut or a stall (see FAILING_STREAMS)."""
+        self._start_stream({"x-request-id": "req_upstream_failing_stream"})
+        if model == UP_STALL_AFTER_HEADERS:
+            self._hold(UP_HOLD_S)
+            self._cut()
+            return
+        base = {"id": "chatcmpl-fake-f", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": UP_CHAT_REPORTED,
+                "system_fingerprint": "fp_e2e"}
+        self._send_event(json.dumps(dict(base, choices=[{
+            "index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+            "finish_reason": None}])).encode())
+        if model in (UP_CUT_AFTER_CONTENT, UP_STALL_AFTER_CONTENT):
+            self._send_event(json.dumps(dict(base, choices=[{
+                "index": 0, "delta": {"content": UP_PARTIAL_PIECE}, "logprobs": None,
+                "finish_reason": None}])).encode())
+        if model in (UP_STALL_AFTER_ROLE, UP_STALL_AFTER_CONTENT):
+            self._hold(UP_HOLD_S)
+        self._cut()
+
+    def _hold(self, limit: float) -> None:
+        """Sends nothing for up to `limit` seconds; returns as soon as the gateway
+        hangs up (or sends anything)."""
+        deadline = time.monotonic() + limit
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable:
+                return
+
+    def _cut(self) -> None:
+        """Closes the connection where the answer stands: no terminating chunk."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
     def _embeddings(self, req: dict) -> None:
         data = embedding_data(req)
         self._send_json(200, {"object": "list", "data": data, "model": UP_EMBED,
                               "usage": {"prompt_tokens": 5, "total_tokens": 5}})
 
 
+FAILING_STREAMS = (UP_STALL_AFTER_HEADERS, UP_CUT_AFTER_ROLE, UP_STALL_AFTER_ROLE,
+                   UP_CUT_AFTER_CONTENT, UP_STALL_AFTER_CONTENT)
+
+
 class FakeOpenAIServer(RecordingServer):
     def __init__(self) -> None:
         super().__init__(FakeOpenAIHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # a gateway hanging up is no error
 
     @property
     def base_url(self) -> str:

@@ -65,6 +65,7 @@ from conftest import (
     collect,
     new_request_id,
     parse_sigv4_authorization,
+    read_until_error,
 )
 
 ERROR_KEYS = {"message", "type", "param", "code"}
@@ -160,21 +161,6 @@ def one_bedrock_request(fake, rid: str, path: str = BEDROCK_CONVERSE_PATH, *,
 def finish_reasons(chunks) -> list[str]:
     return [c.choices[0].finish_reason for c in chunks
             if c.choices and c.choices[0].finish_reason]
-
-
-def read_until_error(stream) -> tuple[list[str], openai.APIError]:
-    """The content pieces an SDK stream delivered before it raised, and the error.
-    A stream that ends without an error fails the test (a broken answer must never
-    look complete), and so does one that hangs or drops: it must end with an error
-    event."""
-    pieces = []
-    with pytest.raises(openai.APIError) as e:
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                pieces.append(chunk.choices[0].delta.content)
-    assert not isinstance(e.value, openai.APIConnectionError), \
-        f"the stream hung or dropped instead of ending with an error event: {e.value!r}"
-    return pieces, e.value
 
 
 def envelope(exc: openai.APIStatusError) -> dict:
