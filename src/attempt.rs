@@ -37,6 +37,9 @@ const MAX_HELD_EVENTS: usize = 32;
 const DRAIN_AFTER_DONE: Duration = Duration::from_secs(1);
 /// `retry-after` assumed for an upstream 429 that names none.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest upstream `retry-after` believed: a larger one (or garbage) would
+/// keep a target out of rotation for good.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// How one try ended.
 enum TryResult {
@@ -93,7 +96,11 @@ pub async fn run(
     let mut skipped: Vec<(Arc<Target>, Arc<TargetState>)> = Vec::new();
     let mut tries = 0;
     for target in routing::plan(config, model) {
-        if tries >= model.retry.attempts || Instant::now() >= walk.deadline {
+        if Instant::now() >= walk.deadline {
+            failures.not_sent(ApiError::upstream_timeout("total"));
+            break;
+        }
+        if tries >= model.retry.attempts {
             break;
         }
         let state = app.state.targets.get(&target);
@@ -116,7 +123,7 @@ pub async fn run(
     // Every candidate was skipped: health data can be stale, and a monitoring
     // fault must not become an outage, so the one that failed least recently
     // gets a try anyway.
-    if tries == 0 {
+    if tries == 0 && Instant::now() < walk.deadline {
         if let Some((target, state)) = skipped.iter().min_by_key(|(_, s)| s.last_failure()) {
             log::warn!(
                 "request {}: every target of `{}` is unhealthy, open or cooling down; last resort: {}",
@@ -125,7 +132,12 @@ pub async fn run(
                 target.id
             );
             match walk
-                .try_target(session, record, target, state.force())
+                .try_target(
+                    session,
+                    record,
+                    target,
+                    state.force(std::time::Instant::now()),
+                )
                 .await
             {
                 Step::Answered => return,
@@ -144,7 +156,7 @@ impl Walk<'_> {
         session: &mut Session,
         record: &mut RequestRecord,
         target: &Target,
-        pass: Pass,
+        mut pass: Pass,
     ) -> Step {
         let attempt = Attempt {
             app: self.app,
@@ -156,7 +168,7 @@ impl Walk<'_> {
         let before = record.tries.len();
         let result = match dialect::of(&target.provider.kind) {
             None => attempt.mock(session, record).await,
-            Some(dialect) => attempt.upstream(session, record, dialect).await,
+            Some(dialect) => attempt.upstream(session, record, dialect, &mut pass).await,
         };
         if record.tries.len() == before {
             // Nothing was sent, so nothing was learned; a trial pass is given back.
@@ -169,6 +181,8 @@ impl Walk<'_> {
         let outcome = record.last_try().and_then(|t| t.outcome);
         let verdict = match (&result, outcome) {
             (_, None) => Verdict::Unknown,
+            // The request's own budget ran out: nothing learned about the target.
+            (_, Some(Outcome::Timeout)) if Instant::now() >= self.deadline => Verdict::Unknown,
             (TryResult::Answered, Some(Outcome::Success | Outcome::Http4xx)) => Verdict::Up,
             (TryResult::Failed { error, .. }, Some(Outcome::Http429)) => Verdict::Throttled(
                 error
@@ -177,16 +191,10 @@ impl Walk<'_> {
             ),
             _ => Verdict::Down,
         };
-        let breaker = &target.provider.circuit_breaker;
-        match pass.report(verdict, breaker) {
-            Some(true) => log::warn!(
-                "circuit of {} opened: no traffic for {:?}, then one trial",
-                target.id,
-                breaker.recovery_timeout
-            ),
-            Some(false) => log::info!("circuit of {} closed: its trial succeeded", target.id),
-            None => {}
-        }
+        log_circuit(
+            target,
+            pass.report(verdict, &target.provider.circuit_breaker),
+        );
         match result {
             TryResult::Answered => Step::Answered,
             TryResult::Failed { error, retryable } => Step::Failed {
@@ -194,6 +202,19 @@ impl Walk<'_> {
                 go_on: retryable && outcome.is_some_and(|o| retries_on(&self.model.retry.on, o)),
             },
         }
+    }
+}
+
+/// Logs a change of `target`'s circuit (`Some(true)`: it opened).
+fn log_circuit(target: &Target, change: Option<bool>) {
+    match change {
+        Some(true) => log::warn!(
+            "circuit of {} opened: no traffic for {:?}, then one trial",
+            target.id,
+            target.provider.circuit_breaker.recovery_timeout
+        ),
+        Some(false) => log::info!("circuit of {} closed: the upstream answered", target.id),
+        None => {}
     }
 }
 
@@ -367,6 +388,7 @@ impl Attempt<'_> {
         session: &mut Session,
         record: &mut RequestRecord,
         dialect: &dyn Dialect,
+        pass: &mut Pass,
     ) -> TryResult {
         // A request this target cannot take (say, a field its api-version refuses)
         // is not a try: nothing was sent, so nothing is recorded.
@@ -407,7 +429,7 @@ impl Attempt<'_> {
         let status = exchange.header().status.as_u16();
         if (200..=299).contains(&status) {
             return if self.request.stream && dialect.is_stream(&exchange.header().headers) {
-                self.stream(session, record, dialect, exchange).await
+                self.stream(session, record, dialect, exchange, pass).await
             } else {
                 self.whole(session, record, dialect, exchange).await
             };
@@ -560,6 +582,7 @@ impl Attempt<'_> {
         record: &mut RequestRecord,
         dialect: &dyn Dialect,
         mut exchange: Exchange,
+        pass: &mut Pass,
     ) -> TryResult {
         let mut translator = dialect.translator(self.request, self.target, &record.request_id);
         let extra = headers::allowed(exchange.header());
@@ -625,6 +648,9 @@ impl Attempt<'_> {
                     held.push(event);
                     if decisive || held.len() >= MAX_HELD_EVENTS {
                         committed = true;
+                        // The upstream is answering: a half-open trial closes the
+                        // circuit now, not when a long stream ends.
+                        log_circuit(self.target, pass.vouch());
                         if downstream::start_stream(session, record, &extra)
                             .await
                             .is_err()
@@ -732,9 +758,9 @@ impl Attempt<'_> {
     }
 }
 
-/// `retry-after-ms` (milliseconds) or `retry-after` (seconds) of an upstream answer;
-/// zero, negative (Azure has sent `-1` in its rate-limit headers) or unreadable
-/// values count as absent.
+/// `retry-after-ms` (milliseconds) or `retry-after` (seconds) of an upstream answer,
+/// at most [`MAX_RETRY_AFTER`]; zero, negative (Azure has sent `-1` in its
+/// rate-limit headers) or unreadable values count as absent.
 fn retry_after(header: &pingora::http::ResponseHeader) -> Option<Duration> {
     let value = |name: &str| {
         header
@@ -744,7 +770,41 @@ fn retry_after(header: &pingora::http::ResponseHeader) -> Option<Duration> {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v > 0.0)
     };
-    value("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| value("retry-after").map(Duration::from_secs_f64))
+    let seconds = value("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| value("retry-after"))?;
+    Some(Duration::try_from_secs_f64(seconds).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(name: &str, value: &str) -> pingora::http::ResponseHeader {
+        let mut h = pingora::http::ResponseHeader::build(429, None).unwrap();
+        h.insert_header(name.to_string(), value).unwrap();
+        h
+    }
+
+    #[test]
+    fn retry_after_is_read_in_either_unit_and_bounded() {
+        assert_eq!(
+            retry_after(&answer("retry-after-ms", "250")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&answer("retry-after", "2")),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(retry_after(&answer("retry-after", "-1")), None);
+        assert_eq!(retry_after(&answer("retry-after", "soon")), None);
+        assert_eq!(
+            retry_after(&answer("retry-after-ms", "1e23")),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after(&answer("retry-after", "1e9")),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
 }

@@ -2,10 +2,11 @@
 //!
 //! `failure_threshold` consecutive failures open the circuit for
 //! `recovery_timeout`; after that exactly one concurrent trial request is let
-//! through, and its outcome closes the circuit or opens it again. Only a deciding
-//! try (the trial, or a last-resort try made while every candidate was skipped)
-//! moves an open circuit: a try admitted before the circuit opened and ending
-//! after says nothing about the upstream's present.
+//! through, and its outcome closes the circuit or opens it again. Only the trial
+//! moves an open circuit — except that a last-resort success (a try made while
+//! every candidate was skipped) closes it when no trial is in flight. A try
+//! admitted before the circuit opened and ending after says nothing about the
+//! upstream's present.
 //!
 //! Plain data with explicit instants, so every transition is unit-tested without
 //! sleeping; `target_state.rs` holds it behind its lock.
@@ -68,6 +69,15 @@ impl Circuit {
             Circuit::Closed { failures } => *failures = 0,
             _ if deciding => *self = Circuit::default(),
             _ => {}
+        }
+    }
+
+    /// A last-resort try (made while every candidate was skipped) succeeded: it
+    /// closes a circuit that is open, but never decides over a trial in flight.
+    pub fn last_resort_succeeded(&mut self) {
+        match self {
+            Circuit::HalfOpen { trial_out: true } => {}
+            _ => *self = Circuit::default(),
         }
     }
 
@@ -151,6 +161,17 @@ mod tests {
                 until: later + SETTINGS.recovery_timeout
             }
         );
+    }
+
+    #[test]
+    fn a_last_resort_success_closes_an_open_circuit_but_leaves_a_trial_to_decide() {
+        let now = Instant::now();
+        let mut open = Circuit::Open { until: now };
+        open.last_resort_succeeded();
+        assert_eq!(open, Circuit::default());
+        let mut trial = Circuit::HalfOpen { trial_out: true };
+        trial.last_resort_succeeded();
+        assert_eq!(trial, Circuit::HalfOpen { trial_out: true });
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::connectors::http::Connector;
 use pingora::connectors::TransportConnector;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -36,16 +37,24 @@ const MAX_PROBE_BODY: usize = 4 * 1024 * 1024;
 /// The background task that probes every target.
 pub struct HealthChecker {
     app: Arc<App>,
+    connectors: Arc<ProbeConnectors>,
+}
+
+/// The checker's own connections. Not the request path's pool: these sockets
+/// belong to the checker's runtime, and requests must never ride on them.
+pub struct ProbeConnectors {
+    /// HTTP probes.
+    pub http: Connector,
     /// Fresh connections for connect-only probes: a pooled one would prove nothing.
-    transport: Arc<TransportConnector>,
+    pub transport: TransportConnector,
 }
 
 impl HealthChecker {
     /// A checker over `app`'s current config.
-    pub fn new(app: Arc<App>, transport: TransportConnector) -> Self {
+    pub fn new(app: Arc<App>, connectors: ProbeConnectors) -> Self {
         HealthChecker {
             app,
-            transport: Arc::new(transport),
+            connectors: Arc::new(connectors),
         }
     }
 
@@ -65,9 +74,9 @@ impl HealthChecker {
             let due = next_probe.entry(target.id.clone()).or_insert(now);
             if *due <= now {
                 *due = now + check.interval;
-                let (app, transport, target) =
-                    (self.app.clone(), self.transport.clone(), target.clone());
-                tokio::spawn(async move { probe(&app, &transport, &target, check).await });
+                let (app, connectors, target) =
+                    (self.app.clone(), self.connectors.clone(), target.clone());
+                tokio::spawn(async move { probe(&app, &connectors, &target, check).await });
             }
             wake = wake.min(*due);
         }
@@ -91,8 +100,8 @@ impl BackgroundService for HealthChecker {
 }
 
 /// Probes `target` once and records the result in its state.
-async fn probe(app: &App, transport: &TransportConnector, target: &Target, check: HealthCheck) {
-    let result = tokio::time::timeout(check.timeout, probe_once(app, transport, target, check))
+async fn probe(app: &App, connectors: &ProbeConnectors, target: &Target, check: HealthCheck) {
+    let result = tokio::time::timeout(check.timeout, probe_once(app, connectors, target, check))
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {:?}", check.timeout)));
     let state = app.state.targets.get(target);
@@ -113,7 +122,7 @@ async fn probe(app: &App, transport: &TransportConnector, target: &Target, check
 
 async fn probe_once(
     app: &App,
-    transport: &TransportConnector,
+    connectors: &ProbeConnectors,
     target: &Target,
     check: HealthCheck,
 ) -> Result<(), String> {
@@ -130,7 +139,7 @@ async fn probe_once(
             let mut last = "no address".to_string();
             for addr in addrs.iter() {
                 let peer = peer::for_address(*addr, url, check.timeout);
-                match transport.new_stream(&peer).await {
+                match connectors.transport.new_stream(&peer).await {
                     Ok(_stream) => return Ok(()),
                     Err(e) => last = e.to_string(),
                 }
@@ -144,13 +153,19 @@ async fn probe_once(
                 idle: check.timeout,
                 total_deadline: Instant::now() + check.timeout,
             };
-            let mut answer =
-                exchange::open(&app.connector, &addrs, url, &header, &Bytes::new(), limits)
-                    .await
-                    .map_err(|f| format!("{f:?}"))?;
+            let mut answer = exchange::open(
+                &connectors.http,
+                &addrs,
+                url,
+                &header,
+                &Bytes::new(),
+                limits,
+            )
+            .await
+            .map_err(|f| format!("{f:?}"))?;
             let status = answer.header().status;
             let _ = answer.read_to_end(&limits, MAX_PROBE_BODY).await;
-            answer.finish(&app.connector).await;
+            answer.finish(&connectors.http).await;
             if status.is_success() {
                 Ok(())
             } else {

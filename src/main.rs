@@ -86,10 +86,11 @@ fn main() -> ExitCode {
         admin::Admin::new(app.clone()),
     );
     admin.add_tcp(&admin_listen);
-    let health = health::HealthChecker::new(
-        app.clone(),
-        TransportConnector::new(Some(connector_options)),
-    );
+    let probes = health::ProbeConnectors {
+        http: Connector::new(Some(connector_options.clone())),
+        transport: TransportConnector::new(Some(connector_options)),
+    };
+    let health = health::HealthChecker::new(app.clone(), probes);
     let dns = dns::DnsRefresh::new(app, dns::REFRESH_INTERVAL);
     server.add_service(api);
     server.add_service(admin);

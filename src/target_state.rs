@@ -73,25 +73,31 @@ impl TargetState {
         if facts.unhealthy || facts.cooldown_until.is_some_and(|until| now < until) {
             return None;
         }
-        let holds_trial = match facts.circuit.admit(now) {
+        let leave = match facts.circuit.admit(now) {
             Admission::Refused => return None,
-            Admission::Pass => false,
-            Admission::Trial => true,
+            Admission::Pass => Leave::Regular,
+            Admission::Trial => Leave::Trial,
         };
-        Some(Pass {
-            state: self.clone(),
-            deciding: holds_trial,
-            holds_trial,
-        })
+        Some(self.pass(leave))
     }
 
-    /// A pass whatever the state says: the last-resort try when every candidate
-    /// was skipped. Its outcome decides the circuit like a trial's.
-    pub fn force(self: &Arc<Self>) -> Pass {
+    /// A pass whatever health and cooldown say: the last-resort try when every
+    /// candidate was skipped. It takes the circuit's trial when that is free;
+    /// when it is not, its success may close an open circuit but its failure
+    /// never keeps one open longer.
+    pub fn force(self: &Arc<Self>, now: Instant) -> Pass {
+        let leave = match self.facts().circuit.admit(now) {
+            Admission::Pass => Leave::Regular,
+            Admission::Trial => Leave::Trial,
+            Admission::Refused => Leave::LastResort,
+        };
+        self.pass(leave)
+    }
+
+    fn pass(self: &Arc<Self>, leave: Leave) -> Pass {
         Pass {
             state: self.clone(),
-            deciding: true,
-            holds_trial: false,
+            leave,
         }
     }
 
@@ -108,6 +114,8 @@ impl TargetState {
             facts.probe_failures = 0;
             facts.unhealthy = false;
         } else {
+            // A failed probe is a failure for the last-resort choice too.
+            facts.last_failure = Some(Instant::now());
             facts.probe_failures = facts.probe_failures.saturating_add(1);
             if facts.probe_failures >= failure_threshold {
                 facts.unhealthy = true;
@@ -125,38 +133,66 @@ impl TargetState {
     }
 }
 
+/// Which of the circuit's rules a pass answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    /// The circuit is closed: outcomes count toward the threshold.
+    Regular,
+    /// The half-open circuit's single trial: its outcome decides.
+    Trial,
+    /// A last-resort try past a circuit that refused.
+    LastResort,
+}
+
 /// Leave to try a target, and the duty to report how the try went. Dropped
 /// without a report (the request was cancelled), it gives back a trial it holds.
 pub struct Pass {
     state: Arc<TargetState>,
-    /// Its outcome closes or reopens an open circuit.
-    deciding: bool,
-    /// It is the half-open circuit's single trial.
-    holds_trial: bool,
+    leave: Leave,
 }
 
 impl Pass {
+    /// The upstream has proved itself (a stream's first content reached the
+    /// client): a trial closes the circuit now rather than when the stream ends,
+    /// and the rest of the try counts like any other. Returns the circuit's new
+    /// openness when it changed.
+    pub fn vouch(&mut self) -> Option<bool> {
+        let change = self.record(Verdict::Up, None);
+        self.leave = Leave::Regular;
+        change
+    }
+
     /// Records how the try went. Returns the circuit's new openness when it changed.
     pub fn report(mut self, verdict: Verdict, breaker: &CircuitBreaker) -> Option<bool> {
-        let holds_trial = std::mem::take(&mut self.holds_trial);
+        let change = self.record(verdict, Some(breaker));
+        // Reported: nothing is left to give back on drop.
+        self.leave = Leave::Regular;
+        change
+    }
+
+    fn record(&self, verdict: Verdict, breaker: Option<&CircuitBreaker>) -> Option<bool> {
         let now = Instant::now();
         let mut facts = self.state.facts();
         let was_open = facts.circuit.is_open();
+        let trial = self.leave == Leave::Trial;
         match verdict {
-            Verdict::Up => facts.circuit.succeeded(self.deciding),
+            Verdict::Up if self.leave == Leave::LastResort => facts.circuit.last_resort_succeeded(),
+            Verdict::Up => facts.circuit.succeeded(trial),
             Verdict::Down => {
                 facts.last_failure = Some(now);
-                facts.circuit.failed(self.deciding, now, breaker);
+                if let Some(breaker) = breaker {
+                    facts.circuit.failed(trial, now, breaker);
+                }
             }
             Verdict::Throttled(wait) => {
                 facts.last_failure = Some(now);
                 let until = now + wait;
                 facts.cooldown_until = Some(facts.cooldown_until.map_or(until, |u| u.max(until)));
-                if holds_trial {
+                if trial {
                     facts.circuit.trial_undecided();
                 }
             }
-            Verdict::Unknown if holds_trial => facts.circuit.trial_undecided(),
+            Verdict::Unknown if trial => facts.circuit.trial_undecided(),
             Verdict::Unknown => {}
         }
         let open = facts.circuit.is_open();
@@ -167,7 +203,7 @@ impl Pass {
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        if self.holds_trial {
+        if self.leave == Leave::Trial {
             self.state.facts().circuit.trial_undecided();
         }
     }
@@ -225,7 +261,7 @@ mod tests {
         let s = state();
         let now = Instant::now();
         for _ in 0..3 {
-            s.force()
+            s.force(Instant::now())
                 .report(Verdict::Throttled(Duration::from_secs(5)), &BREAKER);
         }
         assert!(!s.circuit_open());
@@ -246,12 +282,48 @@ mod tests {
     }
 
     #[test]
-    fn a_forced_try_decides_an_open_circuit() {
+    fn a_last_resort_success_closes_an_open_circuit_and_its_failure_changes_nothing() {
         let s = state();
         for _ in 0..2 {
-            s.force().report(Verdict::Down, &BREAKER);
+            s.admit(Instant::now())
+                .unwrap()
+                .report(Verdict::Down, &BREAKER);
         }
         assert!(s.circuit_open());
-        assert_eq!(s.force().report(Verdict::Up, &BREAKER), Some(false));
+        let now = Instant::now();
+        assert_eq!(s.force(now).report(Verdict::Down, &BREAKER), None);
+        assert_eq!(s.force(now).report(Verdict::Up, &BREAKER), Some(false));
+    }
+
+    #[test]
+    fn a_last_resort_never_decides_over_a_trial_in_flight() {
+        let s = state();
+        for _ in 0..2 {
+            s.admit(Instant::now())
+                .unwrap()
+                .report(Verdict::Down, &BREAKER);
+        }
+        let later = Instant::now() + Duration::from_millis(60);
+        let trial = s.admit(later).expect("the trial");
+        assert_eq!(s.force(later).report(Verdict::Up, &BREAKER), None);
+        assert!(s.circuit_open());
+        assert_eq!(trial.report(Verdict::Up, &BREAKER), Some(false));
+    }
+
+    #[test]
+    fn a_vouched_trial_closes_the_circuit_before_the_try_ends() {
+        let s = state();
+        for _ in 0..2 {
+            s.admit(Instant::now())
+                .unwrap()
+                .report(Verdict::Down, &BREAKER);
+        }
+        let later = Instant::now() + Duration::from_millis(60);
+        let mut trial = s.admit(later).expect("the trial");
+        assert_eq!(trial.vouch(), Some(false));
+        assert!(s.admit(later).is_some(), "closed while the stream goes on");
+        // A stall later counts like any failure of a closed circuit.
+        assert_eq!(trial.report(Verdict::Down, &BREAKER), None);
+        assert!(!s.circuit_open());
     }
 }

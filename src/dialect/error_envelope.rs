@@ -81,6 +81,21 @@ pub fn classify(status: u16, body: &[u8]) -> UpstreamFault {
     }
 }
 
+/// What an error event inside an OpenAI-shaped stream means. It arrives after a
+/// 200, so there is no status to go by: its code tells a throttle or an exhausted
+/// quota from a server-side failure.
+pub fn classify_event(data: &[u8]) -> UpstreamFault {
+    let code = serde_json::from_slice::<Envelope>(data)
+        .ok()
+        .and_then(|e| e.error.code.and_then(code_text));
+    match code.as_deref() {
+        Some("rate_limit_exceeded" | "insufficient_quota") => classify(429, data),
+        _ => UpstreamFault::Server {
+            detail: "the stream reported an error".into(),
+        },
+    }
+}
+
 /// Whether an upstream 429 body says the account's quota is exhausted.
 fn is_quota_exhausted(body: &[u8]) -> bool {
     serde_json::from_slice::<Envelope>(body).is_ok_and(|e| {
@@ -152,5 +167,26 @@ mod tests {
         assert!(!is_quota_exhausted(
             br#"{"error":{"type":"requests","code":"rate_limit_exceeded","message":"m"}}"#
         ));
+    }
+
+    #[test]
+    fn an_error_event_is_a_throttle_a_quota_or_a_server_failure_by_its_code() {
+        let event = |code: &str| {
+            format!(r#"{{"error":{{"message":"m","type":"t","param":null,"code":{code}}}}}"#)
+        };
+        assert_eq!(
+            classify_event(event(r#""rate_limit_exceeded""#).as_bytes()),
+            UpstreamFault::RateLimited { kind: "requests" }
+        );
+        assert_eq!(
+            classify_event(event(r#""insufficient_quota""#).as_bytes()),
+            UpstreamFault::QuotaExhausted { retryable: false }
+        );
+        for code in ["null", r#""server_error""#] {
+            assert!(matches!(
+                classify_event(event(code).as_bytes()),
+                UpstreamFault::Server { .. }
+            ));
+        }
     }
 }

@@ -207,12 +207,16 @@ impl ResponseTranslator for Passthrough {
                 .choices
                 .iter()
                 .any(|c| c.delta.as_ref().is_some_and(DeltaView::has_content));
+            let fault = view
+                .error
+                .is_some()
+                .then(|| error_envelope::classify_event(&data));
             out.push(ClientEvent {
                 bytes: ClientEvent::data(&data),
                 content,
-                error: view.error.is_some(),
+                error: fault.is_some(),
                 done: false,
-                fault: None,
+                fault,
             });
         }
         Ok(())

@@ -243,6 +243,27 @@ async fn a_stream_failing_before_content_fails_over_cleanly() {
 }
 
 #[tokio::test]
+async fn an_error_event_before_content_fails_over() {
+    let error = json!({"error": {"message": "The server had an error", "type": "server_error", "param": null, "code": null}});
+    let primary = FakeUpstream::start(move |_| Reply::Stream {
+        events: vec![role_event(), format!("data: {error}\n\n")],
+        gate: None,
+        end: StreamEnd::Clean,
+    })
+    .await;
+    let secondary = FakeUpstream::start(|_| stream_of("from secondary")).await;
+    let gw = two_tier_gateway(&primary.url("/v1"), &secondary.url("/v1"), "", "").await;
+    let events = stream(&gw).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(events[1].contains("from secondary"), "{events:?}");
+    assert_eq!(events[2], "[DONE]");
+    let text = metrics(&gw).await;
+    assert!(text.contains(
+        r#"switchyard_upstream_attempts_total{outcome="http_5xx",provider="primary"} 1"#
+    ));
+}
+
+#[tokio::test]
 async fn an_empty_stream_fails_over() {
     let primary = FakeUpstream::start(|_| Reply::Stream {
         events: vec![],
