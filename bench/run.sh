@@ -2,11 +2,14 @@
 # shellcheck disable=SC2317 # functions are called through traps and by name
 # Switchyard benchmark (`make bench`): the gateway against nginx as a plain reverse
 # proxy, both in front of the same fast fake upstream, measured in one run,
-# alternating direct → nginx → gateway, and judged against DESIGN.md §6.
+# alternating direct → nginx → gateway, and judged against DESIGN.md §6; then
+# failover: the gateway with a broken primary target against the same gateway's
+# healthy single-target model (issue 5).
 # See bench/README.md for what is measured and how to read the output.
 #
 # Knobs (environment variables, defaults in brackets):
-#   BENCH_SCENARIOS [openai azure bedrock] scenarios to run, space-separated
+#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang]
+#                                         scenarios to run, space-separated
 #   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
 #   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
 #   BENCH_LATENCY_REQUESTS [5000]  BENCH_LATENCY_WARMUP [500]
@@ -14,6 +17,7 @@
 #   BENCH_TRANSLATOR_REQUESTS [20] long Bedrock streams read whole per round
 #   BENCH_THROUGHPUT_SECS [4]      BENCH_CONNECTIONS [32]
 #   BENCH_STREAMS [1000]           BENCH_STREAM_CHUNKS [8]
+#   BENCH_FAILOVER_SECS [2]        steady load per model and kind per failover round
 #   BENCH_PROXY_CORE [0]           BENCH_CLIENT_CORE [1]
 #   BENCH_STRICT [0]                      1: exit 1 when a budget FAILs
 #   BENCH_NO_BUILD [0]                    1: use the binaries already built
@@ -23,7 +27,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock}
+SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang}
 TARGETS=${BENCH_TARGETS:-direct nginx gateway}
 ROUNDS=${BENCH_ROUNDS:-3}
 LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
@@ -35,6 +39,7 @@ THROUGHPUT_SECS=${BENCH_THROUGHPUT_SECS:-4}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 STREAMS=${BENCH_STREAMS:-1000}
 STREAM_CHUNKS=${BENCH_STREAM_CHUNKS:-8}
+FAILOVER_SECS=${BENCH_FAILOVER_SECS:-2}
 PROXY_CORE=${BENCH_PROXY_CORE:-0}
 CLIENT_CORE=${BENCH_CLIENT_CORE:-1}
 STRICT=${BENCH_STRICT:-0}
@@ -43,6 +48,11 @@ NO_BUILD=${BENCH_NO_BUILD:-0}
 # at most holds its streams; the harness ends them as soon as RSS is read.
 HOLD_SECS=20
 STREAMS_READY_SECS=30
+# The failover scenarios' primary: its circuit breaker, and the first_byte
+# timeout of the model it serves (gateway-failover.yaml.template).
+BREAKER_FAILURES=3
+BREAKER_RECOVERY_SECS=5
+FIRST_BYTE_MS=200
 UPSTREAM_KEY=sk-upstream
 GATEWAY_KEY=sk-bench
 
@@ -54,10 +64,11 @@ die() {
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 
 for v in ROUNDS LATENCY_REQUESTS LATENCY_WARMUP TTFC_REQUESTS TTFC_WARMUP THROUGHPUT_SECS \
-    CONNECTIONS STREAMS STREAM_CHUNKS PROXY_CORE CLIENT_CORE; do
+    CONNECTIONS STREAMS STREAM_CHUNKS FAILOVER_SECS PROXY_CORE CLIENT_CORE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
 ((ROUNDS >= 1)) || die "BENCH_ROUNDS must be at least 1"
+((FAILOVER_SECS >= 1)) || die "BENCH_FAILOVER_SECS must be at least 1"
 for t in $TARGETS; do
     [[ $t == direct || $t == nginx || $t == gateway ]] || die "unknown target '$t' in BENCH_TARGETS"
 done
@@ -159,8 +170,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -ra PORTS <<<"$("$LOADGEN" free-ports --count 4)"
+# HANG_PORT: the fake's never-answering listener; CLOSED_PORT: nothing listens.
+read -ra PORTS <<<"$("$LOADGEN" free-ports --count 6)"
 UPSTREAM_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} GATEWAY_PORT=${PORTS[2]} ADMIN_PORT=${PORTS[3]}
+HANG_PORT=${PORTS[4]} CLOSED_PORT=${PORTS[5]}
 
 # render TEMPLATE OUT KEY=VALUE... : replaces each @KEY@ in TEMPLATE.
 render() {
@@ -191,7 +204,8 @@ wait_http() {
 
 start_fake() {
     taskset -c "$CLIENT_CORE" "$FAKE" --port "$UPSTREAM_PORT" --api-key "$UPSTREAM_KEY" \
-        --chunks "$STREAM_CHUNKS" --hold-ms $((HOLD_SECS * 1000)) >/dev/null 2>"$TMP/fake.log" &
+        --chunks "$STREAM_CHUNKS" --hold-ms $((HOLD_SECS * 1000)) --hang-port "$HANG_PORT" \
+        >/dev/null 2>"$TMP/fake.log" &
     FAKE_PID=$!
     track "$FAKE_PID" "fake upstream"
     wait_http "fake upstream" "$FAKE_PID" "$TMP/fake.log" "http://127.0.0.1:$UPSTREAM_PORT/v1/models" \
@@ -237,10 +251,11 @@ child_of() {
     return 0
 }
 
-# start_gateway CONFIG_TEMPLATE
+# start_gateway CONFIG_TEMPLATE [KEY=VALUE...]: the ports, and the scenario's
+# own KEY=VALUE pairs, are filled into the template.
 start_gateway() {
     render "$1" "$TMP/gateway.yaml" LISTEN_PORT="$GATEWAY_PORT" ADMIN_PORT="$ADMIN_PORT" \
-        UPSTREAM_PORT="$UPSTREAM_PORT"
+        UPSTREAM_PORT="$UPSTREAM_PORT" "${@:2}"
     # The access log (one JSON line per request) goes to stdout: discard it.
     taskset -c "$PROXY_CORE" "$GATEWAY" -c "$TMP/gateway.yaml" >/dev/null 2>"$TMP/gateway.log" &
     GATEWAY_PID=$!
@@ -308,14 +323,19 @@ ours_ticks() {
 
 proc_logs() {
     local f
-    case $1 in nginx) f=$TMP/nginx-error.log ;; gateway) f=$TMP/gateway.log ;; *) f=$TMP/fake.log ;; esac
+    case $1 in nginx) f=$TMP/nginx-error.log ;; gateway | healthy | failover) f=$TMP/gateway.log ;; *) f=$TMP/fake.log ;; esac
     log "bench: last lines of $f:"
     tail -n 20 "$f" >&2 || true
 }
 
 # target_url TARGET [KIND]: where TARGET is sent a request of KIND (plain,
-# stream, hold, long); upstream dialects may put streams on other paths.
+# stream, hold, long); upstream dialects may put streams on other paths. The
+# failover scenarios' targets, healthy and failover, are two models of the gateway.
 target_url() {
+    if ! is_upstream_side "$1"; then
+        echo "http://127.0.0.1:$GATEWAY_PORT$SC_GATEWAY_PATH"
+        return 0
+    fi
     local path=$SC_UPSTREAM_PATH
     case ${2:-plain} in
     stream) path=$SC_UPSTREAM_STREAM_PATH ;;
@@ -325,11 +345,18 @@ target_url() {
     case $1 in
     direct) echo "http://127.0.0.1:$UPSTREAM_PORT$path" ;;
     nginx) echo "http://127.0.0.1:$NGINX_PORT$path" ;;
-    gateway) echo "http://127.0.0.1:$GATEWAY_PORT$SC_GATEWAY_PATH" ;;
     esac
 }
-target_header() { if [[ $1 == gateway ]]; then echo "$SC_GATEWAY_HEADER"; else echo "$SC_UPSTREAM_HEADER"; fi; }
-target_body() { if [[ $1 == gateway ]]; then echo "$SC_GATEWAY_BODIES/$2.json"; else echo "$SC_UPSTREAM_BODIES/$2.json"; fi; }
+# is_upstream_side TARGET: whether TARGET is sent the upstream's dialect.
+is_upstream_side() { [[ $1 == direct || $1 == nginx ]]; }
+target_header() { if is_upstream_side "$1"; then echo "$SC_UPSTREAM_HEADER"; else echo "$SC_GATEWAY_HEADER"; fi; }
+target_body() {
+    case $1 in
+    direct | nginx) echo "$SC_UPSTREAM_BODIES/$2.json" ;;
+    failover) echo "$SC_FAILOVER_BODIES/$2.json" ;;
+    *) echo "$SC_GATEWAY_BODIES/$2.json" ;;
+    esac
+}
 
 # The process whose CPU and memory count for a target.
 target_pid() {
@@ -350,14 +377,17 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || die "pr
 
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
 
+# larger A B: the larger of two numbers.
+larger() { awk -v a="$1" -v b="$2" 'BEGIN { m = (a + 0 > b + 0) ? a : b; print m }'; }
+
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# finish MEASURE: stores the median over rounds for each target.
+# finish MEASURE: stores the median over rounds for each measured target.
 finish() {
     local t r vals
-    for t in $TARGETS; do
+    for t in $MEASURED; do
         vals=()
         for ((r = 1; r <= ROUNDS; r++)); do
             [[ -n ${RES[$1:$t:$r]:-} ]] && vals+=("${RES[$1:$t:$r]}")
@@ -367,14 +397,15 @@ finish() {
     return 0
 }
 
-# added MEASURE: per round, target minus direct; then the median over rounds.
+# added MEASURE: per round, target minus the baseline (direct; the healthy model
+# in a failover scenario); then the median over rounds.
 added() {
-    has_target direct || return 0
+    [[ " $MEASURED " == *" $BASELINE "* ]] || return 0
     local t r
-    for t in $TARGETS; do
-        [[ $t == direct ]] && continue
+    for t in $MEASURED; do
+        [[ $t == "$BASELINE" ]] && continue
         for ((r = 1; r <= ROUNDS; r++)); do
-            RES[added_$1:$t:$r]=$(calc "${RES[$1:$t:$r]} - ${RES[$1:direct:$r]}")
+            RES[added_$1:$t:$r]=$(calc "${RES[$1:$t:$r]} - ${RES[$1:$BASELINE:$r]}")
         done
     done
     finish "added_$1"
@@ -387,7 +418,7 @@ measure_percentiles() {
     local r t line summary
     for ((r = 1; r <= ROUNDS; r++)); do
         summary=""
-        for t in $TARGETS; do
+        for t in $MEASURED; do
             run_loadgen "$t" "$command" --requests "$requests" --warmup "$warmup"
             line=$LINE
             RES[${key}_p50:$t:$r]=$(kv p50_us "$line")
@@ -411,7 +442,7 @@ measure_throughput() {
     local r t line summary pid before after responses elapsed errors
     for ((r = 1; r <= ROUNDS; r++)); do
         summary=""
-        for t in $TARGETS; do
+        for t in $MEASURED; do
             pid=$(target_pid "$t")
             before=$(cpu_ticks "$pid")
             run_loadgen "$t" throughput --connections "$CONNECTIONS" --duration-secs "$THROUGHPUT_SECS"
@@ -473,8 +504,9 @@ measure_memory() {
 # Scenarios. Each sets the SC_* variables: the gateway config template, what the
 # direct and nginx targets are sent (path, header, bodies: an upstream-dialect
 # request) and what the gateway is sent (OpenAI dialect), and the latency budget.
-# A new scenario (failover, limits) is one more function here
-# and its name in BENCH_SCENARIOS.
+# A new scenario (limits) is one more function here and its name in
+# BENCH_SCENARIOS; the failover scenarios (below) measure two models of one
+# gateway instead of the three targets.
 
 # write_bodies DIR MODEL HOLD_MODEL: OpenAI chat requests (plain, stream, hold,
 # long: a stream of the fake's long Bedrock model).
@@ -564,7 +596,7 @@ measure_translator() {
     [[ -n $bytes ]] || die "the fake upstream did not report its long stream's size"
     for ((r = 1; r <= ROUNDS; r++)); do
         summary=""
-        for t in $TARGETS; do
+        for t in $MEASURED; do
             LOADGEN_KIND=long run_loadgen "$t" latency --requests "$TRANSLATOR_REQUESTS" --warmup 1
             line=$LINE
             RES[translate:$t:$r]=$(calc "$bytes / $(kv p50_us "$line")" 1)
@@ -576,6 +608,127 @@ measure_translator() {
 }
 
 # ---------------------------------------------------------------------------
+# Failover (issue 5): one gateway serves two models. bench-model is the healthy
+# baseline (the fake upstream, its only target); bench-failover has a broken
+# primary at priority 1 and the fake upstream at priority 2. Steady sequential
+# load goes to each in turn; what reached the broken primary is counted.
+
+# failover_scenario PRIMARY_PORT: what both failover scenarios share: OpenAI
+# clients, gateway-failover.yaml.template with its primary on PRIMARY_PORT, and
+# the two models as the measured targets.
+failover_scenario() {
+    SC_FAILOVER=1
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway-failover.yaml.template
+    SC_GATEWAY_VARS=(PRIMARY_PORT="$1" BREAKER_FAILURES="$BREAKER_FAILURES"
+        BREAKER_RECOVERY_SECS="$BREAKER_RECOVERY_SECS" FIRST_BYTE_MS="$FIRST_BYTE_MS")
+    SC_FAILOVER_BODIES=$TMP/failover
+    MEASURED="healthy failover"
+    BASELINE=healthy
+    openai_clients
+    write_bodies "$SC_FAILOVER_BODIES" bench-failover bench-hold
+}
+
+# The primary is a port nothing listens on: every connect is refused at once.
+scenario_failover_refused() {
+    SC_TITLE="failover, primary refuses connections"
+    failover_scenario "$CLOSED_PORT"
+    assert_closed "$CLOSED_PORT"
+    SC_PRIMARY="closed port 127.0.0.1:$CLOSED_PORT"
+    SC_PRIMARY_HITS=(refused_connects)
+    SC_PRIMARY_HITS_LABEL="connects refused (kernel count)"
+    SC_PRIMARY_REQUESTS=()
+    SC_ADDED_MAX_US=""
+}
+
+# The primary accepts connections and reads requests but never answers: each
+# try on it costs a first_byte timeout.
+scenario_failover_hang() {
+    SC_TITLE="failover, primary hangs"
+    failover_scenario "$HANG_PORT"
+    SC_PRIMARY="127.0.0.1:$HANG_PORT, which never answers"
+    SC_PRIMARY_HITS=(hang_count "connection accepted")
+    SC_PRIMARY_HITS_LABEL="connections the primary accepted"
+    SC_PRIMARY_REQUESTS=(hang_count "request held")
+    SC_ADDED_MAX_US=$((FIRST_BYTE_MS * 1000))
+}
+
+# assert_closed PORT: fails the run unless a connect to PORT is refused.
+assert_closed() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        die "port $1 should be closed for the refusing primary, but something listens on it"
+    fi
+}
+
+# refused_connects: failed TCP connection attempts so far, machine-wide
+# (AttemptFails in /proc/net/snmp); a connect to a closed port is one.
+refused_connects() {
+    awk '$1 == "Tcp:" { if (col) { print $col; exit } for (i = 2; i <= NF; i++) if ($i == "AttemptFails") col = i }' \
+        /proc/net/snmp
+}
+
+# hang_count WHAT: how many `hang: WHAT` lines the fake upstream has logged.
+hang_count() { grep -c "hang: $1" "$TMP/fake.log" || true; }
+
+# gateway_primary_tries: upstream tries on the provider `primary` so far, by
+# the gateway's own count (switchyard_upstream_attempts_total on /metrics).
+gateway_primary_tries() {
+    local metrics
+    exec 3<>"/dev/tcp/127.0.0.1/$ADMIN_PORT" || die "cannot reach the gateway's admin port"
+    printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+    metrics=$(timeout 5 cat <&3 || true)
+    exec 3<&-
+    awk '/^switchyard_upstream_attempts_total\{/ && /provider="primary"/ { n += $NF } END { print n + 0 }' \
+        <<<"$metrics"
+}
+
+# measure_failover: ROUNDS alternating rounds; in each, FAILOVER_SECS of steady
+# sequential plain requests and as long of streams through the healthy model,
+# then the same through the failover model. Even rounds start with the streams,
+# so that a circuit's trial (a round's first request once recovery_timeout has
+# passed) is sometimes a stream. Meanwhile counts what reached the broken
+# primary, and how long the failover model was under load (first to last request).
+measure_failover() {
+    local r t kind kinds summary first="" last="" hits0 requests0=0 tries0
+    hits0=$("${SC_PRIMARY_HITS[@]}")
+    ((${#SC_PRIMARY_REQUESTS[@]})) && requests0=$("${SC_PRIMARY_REQUESTS[@]}")
+    tries0=$(gateway_primary_tries)
+    for ((r = 1; r <= ROUNDS; r++)); do
+        summary=""
+        kinds="plain stream"
+        ((r % 2)) || kinds="stream plain"
+        for t in $MEASURED; do
+            [[ $t == failover && -z $first ]] && first=$EPOCHREALTIME
+            for kind in $kinds; do steady_run "$t" "$kind" "$r"; done
+            [[ $t == failover ]] && last=$EPOCHREALTIME
+            summary+=" $t p50=${RES[lat_p50:$t:$r]} first-chunk p50=${RES[ttfc_p50:$t:$r]}"
+        done
+        log "  steady load round $r/$ROUNDS (µs):$summary"
+    done
+    RES[primary_hits:failover]=$(($("${SC_PRIMARY_HITS[@]}") - hits0))
+    if ((${#SC_PRIMARY_REQUESTS[@]})); then
+        RES[primary_requests:failover]=$(($("${SC_PRIMARY_REQUESTS[@]}") - requests0))
+    fi
+    RES[primary_tries:failover]=$(($(gateway_primary_tries) - tries0))
+    LOAD_SECS=$(calc "$last - $first" 1)
+    local m
+    for m in lat_p50 lat_p99 ttfc_p50 ttfc_p99; do finish "$m" && added "$m"; done
+}
+
+# steady_run TARGET KIND ROUND: one `loadgen steady` run of KIND (plain: timed
+# to the whole answer, lat_*; stream: to the first content, ttfc_*). Stores its
+# percentiles, keeps the slowest request, and adds up requests and errors.
+steady_run() {
+    local t=$1 kind=$2 r=$3 m=lat
+    [[ $kind == stream ]] && m=ttfc
+    LOADGEN_KIND=$kind run_loadgen "$t" steady --duration-secs "$FAILOVER_SECS"
+    RES[${m}_p50:$t:$r]=$(kv p50_us "$LINE")
+    RES[${m}_p99:$t:$r]=$(kv p99_us "$LINE")
+    RES[${m}_max:$t]=$(larger "$(kv max_us "$LINE")" "${RES[${m}_max:$t]:-0}")
+    RES[requests:$t]=$((${RES[requests:$t]:-0} + $(kv requests "$LINE")))
+    RES[errors:$t]=$((${RES[errors:$t]:-0} + $(kv errors "$LINE")))
+}
+
+# ---------------------------------------------------------------------------
 # Report.
 
 FAILS=0
@@ -583,23 +736,35 @@ FAILS=0
 # value MEASURE TARGET: the stored median, or "-".
 value() { echo "${RES[$1:$2]:--}"; }
 
+# ratio MEASURE [TARGET BASE]: TARGET's median over BASE's (gateway over nginx).
 ratio() {
-    local g=${RES[$1:gateway]:-} n=${RES[$1:nginx]:-}
+    local g=${RES[$1:${2:-gateway}]:-} n=${RES[$1:${3:-nginx}]:-}
     if [[ -n $g && -n $n ]] && awk "BEGIN { exit !($n > 0) }"; then calc "$g / $n" 2; else echo -; fi
 }
 
-# verdict MEASURE CONDITION: sets VERDICT to PASS or FAIL by CONDITION (awk, over
-# g = gateway and n = nginx), or to "-" when a number is missing.
-verdict() {
-    local cond=$2 g=${RES[$1:gateway]:-} n=${RES[$1:nginx]:-}
-    if [[ -z $g ]] || { [[ $cond == *n* ]] && [[ -z $n ]]; }; then
-        VERDICT=-
-    elif awk -v g="$g" -v n="${n:-0}" "BEGIN { exit !($cond) }"; then
+# judge CONDITION NAME=VALUE...: sets VERDICT to PASS or FAIL by CONDITION (awk,
+# over the named values), or to "-" when a value is missing; counts a FAIL.
+judge() {
+    local cond=$1 pair vars=()
+    shift
+    for pair in "$@"; do
+        [[ -n ${pair#*=} ]] || { VERDICT=- && return 0; }
+        vars+=(-v "$pair")
+    done
+    if awk "${vars[@]}" "BEGIN { exit !($cond) }"; then
         VERDICT=PASS
     else
         FAILS=$((FAILS + 1))
         VERDICT=FAIL
     fi
+}
+
+# verdict MEASURE CONDITION: judges CONDITION (awk, over g = gateway and
+# n = nginx) on MEASURE's medians.
+verdict() {
+    local vars=(g="${RES[$1:gateway]:-}")
+    [[ $2 == *n* ]] && vars+=(n="${RES[$1:nginx]:-}")
+    judge "$2" "${vars[@]}"
 }
 
 row() { printf '%-34s %10s %10s %10s %9s  %-32s %s\n' "$@"; }
@@ -644,6 +809,12 @@ report() {
     ((SC_TRANSLATOR)) && line "long event stream read whole (MB/s in)" translate
     printf '\nCPU, RSS: nginx worker process; gateway whole process; direct: the fake upstream.\n'
     printf 'added = target minus direct, per round; gw/nginx compares the gateway column to nginx.\n'
+    report_noise
+}
+
+# report_noise: how much CPU other processes took while measuring, with a
+# warning when that makes the numbers noisy.
+report_noise() {
     local other=0
     # Accounting differences can make a quiet machine look slightly negative.
     ((NOISE_WINDOW > 0 && NOISE_OTHER > 0)) && other=$(calc "100 * $NOISE_OTHER / $NOISE_WINDOW" 1)
@@ -653,14 +824,79 @@ report() {
     fi
 }
 
+# fo_line LABEL MEASURE [MAX_ADDED_US]: one row of the failover table; with
+# MAX_ADDED_US the added median (failover minus healthy) is judged against it.
+fo_line() {
+    local label=$1 m=$2 max=${3:-} budget=""
+    VERDICT=""
+    if [[ -n $max ]]; then
+        budget="added <= $(calc "$max / 1000" 0) ms (first_byte)"
+        judge "a <= $max" a="${RES[added_$m:failover]:-}"
+    fi
+    row "$label" "$(value "$m" healthy)" "$(value "$m" failover)" "$(value "added_$m" failover)" \
+        "$(ratio "$m" failover healthy)" "$budget" "$VERDICT"
+}
+
+# report_failover: the failover table: both models' latency and errors, and
+# what reached the broken primary against what the circuit breaker allows.
+report_failover() {
+    local most budget
+    most=$(awk -v t="$LOAD_SECS" -v r="$BREAKER_RECOVERY_SECS" -v f="$BREAKER_FAILURES" \
+        'BEGIN { print f + int(t / r) + 1 }')
+    budget="<= $BREAKER_FAILURES + $LOAD_SECS s / $BREAKER_RECOVERY_SECS s + 1 = $most"
+    printf '\n== Switchyard benchmark: %s ==\n' "$SC_TITLE"
+    printf 'one gateway, two models: healthy = bench-model (the fake upstream, its only target);\n'
+    printf 'failover = bench-failover (priority 1: %s; priority 2: the fake upstream),\n' "$SC_PRIMARY"
+    printf 'circuit breaker %s failures / %s s, first_byte %s ms. Medians of %s alternating rounds of\n' \
+        "$BREAKER_FAILURES" "$BREAKER_RECOVERY_SECS" "$FIRST_BYTE_MS" "$ROUNDS"
+    printf '%s s of sequential plain requests and %s s of streams per model, on one connection\n\n' \
+        "$FAILOVER_SECS" "$FAILOVER_SECS"
+    row "measure" "healthy" "failover" "added" "ratio" "budget" "verdict"
+    row "-------" "-------" "--------" "-----" "-----" "------" "-------"
+    fo_line "latency p50 (µs)" lat_p50 "$SC_ADDED_MAX_US"
+    fo_line "latency p99 (µs)" lat_p99
+    fo_line "slowest request (µs)" lat_max
+    fo_line "first chunk p50 (µs)" ttfc_p50 "$SC_ADDED_MAX_US"
+    fo_line "first chunk p99 (µs)" ttfc_p99
+    fo_line "slowest first chunk (µs)" ttfc_max
+    fo_line "requests (plain + stream)" requests
+    judge "h + f == 0" h="${RES[errors:healthy]:-}" f="${RES[errors:failover]:-}"
+    row "errors (plain + stream)" "$(value errors healthy)" "$(value errors failover)" "" "" "0" "$VERDICT"
+    judge "p <= $most" p="${RES[primary_hits:failover]:-}"
+    row "$SC_PRIMARY_HITS_LABEL" "" "$(value primary_hits failover)" "" "" "$budget" "$VERDICT"
+    ((${#SC_PRIMARY_REQUESTS[@]})) &&
+        row "requests the primary read" "" "$(value primary_requests failover)" "" "" "" ""
+    row "primary tries (gateway /metrics)" "" "$(value primary_tries failover)" "" "" "" ""
+    printf '\nadded = failover minus healthy, per round; ratio = failover / healthy. Streams are timed to\n'
+    printf 'their first content; an error is a failed request, a non-200 answer or a stream without\n'
+    printf 'content or [DONE]. The budget for the primary counts the tries before the circuit opens,\n'
+    printf 'then one trial per recovery timeout over the %s s the failover model was under load.\n' "$LOAD_SECS"
+    report_noise
+}
+
+# run_scenario NAME: sets the scenario up, measures and reports it.
 run_scenario() {
-    local name=$1
+    local name=$1 k
     declare -F "scenario_$name" >/dev/null || die "unknown scenario '$name'"
+    SC_FAILOVER=0
+    SC_GATEWAY_VARS=()
+    MEASURED=$TARGETS
+    BASELINE=direct
     "scenario_$name"
-    log "bench: scenario $name ($SC_TITLE); targets: $TARGETS"
+    if ((SC_FAILOVER)) && ! has_target gateway; then
+        log "bench: scenario $name skipped: it measures the gateway, which BENCH_TARGETS leaves out"
+        return 0
+    fi
+    log "bench: scenario $name ($SC_TITLE); targets: $MEASURED"
     for k in "${!RES[@]}"; do unset "RES[$k]"; done
     NOISE_OTHER=0
     NOISE_WINDOW=0
+    if ((SC_FAILOVER)); then run_failover; else run_comparison; fi
+}
+
+# run_comparison: direct, nginx and the gateway measured side by side and
+# judged against DESIGN.md §6.
+run_comparison() {
     has_target nginx && RES[rss_start:nginx]=$NGINX_RSS_START
     if has_target gateway; then
         start_gateway "$SC_GATEWAY_CONFIG"
@@ -673,6 +909,14 @@ run_scenario() {
     measure_translator
     has_target gateway && stop_gateway
     report
+}
+
+# run_failover: the gateway with a broken primary, under steady load.
+run_failover() {
+    start_gateway "$SC_GATEWAY_CONFIG" "${SC_GATEWAY_VARS[@]}"
+    measure_failover
+    stop_gateway
+    report_failover
 }
 
 stop_gateway() {

@@ -20,6 +20,11 @@
 //!   `LONG_FRAMES` content frames at once, to measure how fast the gateway
 //!   translates an event stream.
 //!
+//! With `--hang-port PORT` it also listens on PORT as a broken upstream: it
+//! accepts connections and reads requests but never answers, and logs
+//! `hang: connection accepted` and `hang: request held` on stderr for each, so
+//! the failover benchmark can count what reached it.
+//!
 //! With `--api-key KEY`, requests without `Authorization: Bearer KEY` (Azure
 //! paths: `api-key: KEY` and an `api-version`; Bedrock paths: a SigV4
 //! `Authorization` whose access key id is KEY) get 401, so a benchmark run proves
@@ -38,7 +43,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 const USAGE: &str = "usage: fake-upstream --port PORT [--chunks 8] [--delay-ms 0] \
-[--hold-ms 10000] [--api-key KEY] [--threads 1]";
+[--hold-ms 10000] [--api-key KEY] [--threads 1] [--hang-port PORT]";
 
 /// The model name that makes a stream stay open for `--hold-ms`.
 const HOLD_MODEL: &str = "bench-hold";
@@ -241,10 +246,17 @@ fn run() -> Result<(), String> {
     let args = Args::parse(
         std::env::args().skip(1),
         &[
-            "port", "chunks", "delay-ms", "hold-ms", "api-key", "threads",
+            "port",
+            "chunks",
+            "delay-ms",
+            "hold-ms",
+            "api-key",
+            "threads",
+            "hang-port",
         ],
     )?;
     let port: u16 = args.required("port")?;
+    let hang_port: Option<u16> = args.optional("hang-port")?;
     let chunks: usize = args.get("chunks", 8)?;
     if chunks == 0 {
         return Err("--chunks must be at least 1".into());
@@ -274,16 +286,32 @@ fn run() -> Result<(), String> {
             .build(),
     }
     .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(port, fake))
+    runtime.block_on(serve(port, hang_port, fake))
 }
 
-async fn serve(port: u16, fake: Arc<Fake>) -> Result<(), String> {
-    let listener = listen(port).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+/// Serves the fake on `port`, and the never-answering listener on `hang_port`.
+async fn serve(port: u16, hang_port: Option<u16>, fake: Arc<Fake>) -> Result<(), String> {
+    let bind = |port| listen(port).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"));
+    let listener = bind(port)?;
+    if let Some(hang_port) = hang_port {
+        tokio::spawn(accept_loop(bind(hang_port)?, hang));
+        eprintln!("fake-upstream: hanging on 127.0.0.1:{hang_port}");
+    }
     eprintln!("fake-upstream: listening on 127.0.0.1:{port}");
+    accept_loop(listener, move |stream| connection(stream, fake.clone())).await;
+    Ok(())
+}
+
+/// Accepts connections for ever, each served by its own task running `handle`.
+async fn accept_loop<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, fake.clone()));
+                tokio::spawn(handle(stream));
             }
             Err(err) => {
                 // Typically EMFILE under 1,000 streams with a low `ulimit -n`:
@@ -300,6 +328,16 @@ fn listen(port: u16) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(([127, 0, 0, 1], port).into())?;
     socket.listen(4096)
+}
+
+/// A connection on the hanging port: its requests are read, logged and never
+/// answered; it stays open until the client gives up.
+async fn hang(mut stream: TcpStream) {
+    eprintln!("fake-upstream: hang: connection accepted");
+    let mut buf = Vec::with_capacity(8 * 1024);
+    while let Ok(Some(_)) = read_request(&mut stream, &mut buf).await {
+        eprintln!("fake-upstream: hang: request held");
+    }
 }
 
 async fn connection(mut stream: TcpStream, fake: Arc<Fake>) {

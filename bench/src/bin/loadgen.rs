@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use switchyard_bench::args::Args;
 use switchyard_bench::http::{build_request, connect, read_response, Response, Url};
-use switchyard_bench::scan::has_content;
+use switchyard_bench::scan::{find, has_content, has_true};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -29,6 +29,7 @@ const USAGE: &str = "usage:
   loadgen latency    --url URL --body FILE [--header 'K: V']... [--requests 5000] [--warmup 500]
   loadgen throughput --url URL --body FILE [--header 'K: V']... [--connections 32] [--duration-secs 5]
   loadgen ttfc       --url URL --body FILE [--header 'K: V']... [--requests 2000] [--warmup 200]
+  loadgen steady     --url URL --body FILE [--header 'K: V']... [--duration-secs 4]
   loadgen streams    --url URL --body FILE [--header 'K: V']... [--count 1000] [--hold-secs 10] [--timeout-secs 30]
   loadgen wait       --url URL [--header 'K: V']... [--status 200] [--timeout-secs 30]
   loadgen free-ports [--count 1]";
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         match command.as_str() {
             "latency" => sequential(argv, false).await,
             "ttfc" => sequential(argv, true).await,
+            "steady" => steady(argv).await,
             "throughput" => throughput(argv).await,
             "streams" => streams(argv).await,
             "wait" => wait(argv).await,
@@ -97,6 +99,8 @@ fn run_err(msg: impl Into<String>) -> Failure {
 struct Job {
     url: Url,
     request: Vec<u8>,
+    /// The body asks for a stream (`"stream": true`).
+    stream: bool,
 }
 
 impl Job {
@@ -109,7 +113,12 @@ impl Job {
             None => return Err(Failure::Usage("option `--body` is required".into())),
         };
         let request = build_request(method, &url, &args.all("header"), &body)?;
-        Ok(Job { url, request })
+        let stream = has_true(&body, "stream");
+        Ok(Job {
+            url,
+            request,
+            stream,
+        })
     }
 }
 
@@ -170,51 +179,108 @@ async fn sequential(argv: impl Iterator<Item = String>, ttfc: bool) -> Result<()
     let mut samples = Vec::with_capacity(requests);
     let mut conn: Option<Conn> = None;
     for i in 0..warmup + requests {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => conn.insert(
-                Conn::open(&job.url)
-                    .await
-                    .map_err(|e| run_err(format!("cannot connect to {}: {e}", job.url.addr)))?,
-            ),
-        };
-        let mut first_content = None;
-        let started = Instant::now();
-        let response = c
-            .exchange_timed(&job.request, |body| {
-                if ttfc && first_content.is_none() && has_content(body) {
-                    first_content = Some(Instant::now());
-                }
-            })
+        let took = timed(&mut conn, &job, ttfc, false)
             .await
             .map_err(|e| run_err(format!("request {} of {}: {e}", i + 1, warmup + requests)))?;
-        let finished = Instant::now();
-        if response.status != 200 {
-            let body = String::from_utf8_lossy(&c.body);
-            return Err(run_err(format!(
-                "request {} got status {} (want 200): {body}",
-                i + 1,
-                response.status
-            )));
-        }
-        let end = if ttfc {
-            first_content.ok_or_else(|| {
-                run_err(format!(
-                    "request {}: the stream had no content event",
-                    i + 1
-                ))
-            })?
-        } else {
-            finished
-        };
         if i >= warmup {
-            samples.push(end - started);
-        }
-        if !response.reusable {
-            conn = None;
+            samples.push(took);
         }
     }
     println!("requests={requests} {}", summary(&mut samples));
+    Ok(())
+}
+
+/// One request on `conn` (opened first when `None`, dropped after an error or
+/// when the server will not reuse it), timed to its first content event when
+/// `ttfc`, else to the end of the response. A failure, a status other than 200,
+/// a stream without content, and with `need_done` a stream without `[DONE]`
+/// (OpenAI's terminator) are errors.
+async fn timed(
+    conn: &mut Option<Conn>,
+    job: &Job,
+    ttfc: bool,
+    need_done: bool,
+) -> Result<Duration, String> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(
+            Conn::open(&job.url)
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", job.url.addr))?,
+        ),
+    };
+    let mut first_content = None;
+    let started = Instant::now();
+    let exchanged = c
+        .exchange_timed(&job.request, |body| {
+            if ttfc && first_content.is_none() && has_content(body) {
+                first_content = Some(Instant::now());
+            }
+        })
+        .await;
+    let finished = Instant::now();
+    let response = match exchanged {
+        Ok(response) => response,
+        Err(e) => {
+            *conn = None;
+            return Err(e.to_string());
+        }
+    };
+    let verdict = if response.status != 200 {
+        let body = String::from_utf8_lossy(&c.body);
+        Err(format!("status {} (want 200): {body}", response.status))
+    } else if need_done && find(&c.body, b"[DONE]").is_none() {
+        Err("the stream ended without [DONE]".to_string())
+    } else if ttfc {
+        first_content
+            .map(|at| at - started)
+            .ok_or_else(|| "the stream had no content event".to_string())
+    } else {
+        Ok(finished - started)
+    };
+    if !response.reusable {
+        *conn = None;
+    }
+    verdict
+}
+
+/// `steady`: sequential requests on one keep-alive connection for
+/// `--duration-secs`, counting failed ones instead of stopping at the first. A
+/// streaming request (`"stream": true` in the body) is timed to its first
+/// content event and must end with `[DONE]`; any other to its whole response.
+async fn steady(argv: impl Iterator<Item = String>) -> Result<(), Failure> {
+    let args = Args::parse(argv, &["url", "body", "header", "duration-secs"])?;
+    let job = Job::from_args(&args, "POST")?;
+    let secs: f64 = args.get("duration-secs", 4.0)?;
+    if !(0.1..=600.0).contains(&secs) {
+        return Err(Failure::Usage("need 0.1 <= --duration-secs <= 600".into()));
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut conn: Option<Conn> = None;
+    while Instant::now() < deadline {
+        match timed(&mut conn, &job, job.stream, job.stream).await {
+            Ok(took) => samples.push(took),
+            Err(why) => {
+                errors += 1;
+                first_error.get_or_insert(why);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    if let Some(why) = &first_error {
+        eprintln!("loadgen steady: {errors} failed; the first: {why}");
+    }
+    if samples.is_empty() {
+        return Err(run_err(format!("all {errors} requests failed")));
+    }
+    println!(
+        "requests={} errors={errors} {}",
+        samples.len() + errors,
+        summary(&mut samples)
+    );
     Ok(())
 }
 
