@@ -192,6 +192,7 @@ async fn a_429_cools_the_target_down_for_its_retry_after() {
     tokio::time::sleep(Duration::from_millis(800).saturating_sub(started.elapsed())).await;
     let r = chat(&gw).await;
     assert_eq!(answer(&r), "from primary");
+    gw.log_lines(3).await;
     let text = metrics(&gw).await;
     assert!(text.contains(r#"switchyard_circuit_open{provider="primary",target="primary/m"} 0"#));
     assert!(text.contains(
@@ -218,6 +219,7 @@ async fn a_hang_before_headers_times_out_after_first_byte_and_fails_over() {
         took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
         "{took:?}"
     );
+    gw.log_lines(1).await;
     let text = metrics(&gw).await;
     assert!(text
         .contains(r#"switchyard_upstream_attempts_total{outcome="timeout",provider="primary"} 1"#));
@@ -257,6 +259,8 @@ async fn an_error_event_before_content_fails_over() {
     assert_eq!(events.len(), 3, "{events:?}");
     assert!(events[1].contains("from secondary"), "{events:?}");
     assert_eq!(events[2], "[DONE]");
+    // Metrics are counted when the request is logged, just after its answer.
+    gw.log_lines(1).await;
     let text = metrics(&gw).await;
     assert!(text.contains(
         r#"switchyard_upstream_attempts_total{outcome="http_5xx",provider="primary"} 1"#
@@ -329,6 +333,7 @@ async fn a_stall_after_content_ends_with_an_error_event_and_counts_against_the_t
     assert_eq!(answer(&r), "from secondary");
     assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
     assert_eq!(chats(&primary).len(), 1);
+    gw.log_lines(2).await;
     let text = metrics(&gw).await;
     assert!(text.contains(r#"switchyard_circuit_open{provider="primary",target="primary/m"} 1"#));
     assert!(text
