@@ -224,6 +224,17 @@ mod tests {
         Arc::new(TargetState::new("fp".into(), healthy, circuit))
     }
 
+    /// A state whose circuit two failures just opened (it recovers in 50 ms).
+    fn opened() -> Arc<TargetState> {
+        let s = state();
+        for _ in 0..2 {
+            s.admit(Instant::now())
+                .unwrap()
+                .report(Verdict::Down, &BREAKER);
+        }
+        s
+    }
+
     #[test]
     fn failures_open_the_circuit_and_move_the_gauge() {
         let s = state();
@@ -240,12 +251,7 @@ mod tests {
 
     #[test]
     fn a_trial_dropped_unreported_is_given_back() {
-        let s = state();
-        for _ in 0..2 {
-            s.admit(Instant::now())
-                .unwrap()
-                .report(Verdict::Down, &BREAKER);
-        }
+        let s = opened();
         let later = Instant::now() + Duration::from_millis(60);
         let trial = s.admit(later).expect("the trial");
         assert!(s.admit(later).is_none(), "one trial at a time");
@@ -283,12 +289,7 @@ mod tests {
 
     #[test]
     fn a_last_resort_success_closes_an_open_circuit_and_its_failure_changes_nothing() {
-        let s = state();
-        for _ in 0..2 {
-            s.admit(Instant::now())
-                .unwrap()
-                .report(Verdict::Down, &BREAKER);
-        }
+        let s = opened();
         assert!(s.circuit_open());
         let now = Instant::now();
         assert_eq!(s.force(now).report(Verdict::Down, &BREAKER), None);
@@ -297,12 +298,7 @@ mod tests {
 
     #[test]
     fn a_last_resort_never_decides_over_a_trial_in_flight() {
-        let s = state();
-        for _ in 0..2 {
-            s.admit(Instant::now())
-                .unwrap()
-                .report(Verdict::Down, &BREAKER);
-        }
+        let s = opened();
         let later = Instant::now() + Duration::from_millis(60);
         let trial = s.admit(later).expect("the trial");
         assert_eq!(s.force(later).report(Verdict::Up, &BREAKER), None);
@@ -312,12 +308,7 @@ mod tests {
 
     #[test]
     fn a_vouched_trial_closes_the_circuit_before_the_try_ends() {
-        let s = state();
-        for _ in 0..2 {
-            s.admit(Instant::now())
-                .unwrap()
-                .report(Verdict::Down, &BREAKER);
-        }
+        let s = opened();
         let later = Instant::now() + Duration::from_millis(60);
         let mut trial = s.admit(later).expect("the trial");
         assert_eq!(trial.vouch(), Some(false));
