@@ -32,8 +32,6 @@ pub enum Verdict {
 
 /// One target's learned state; lives in `State` under the target's id.
 pub struct TargetState {
-    /// The target's fingerprint when this state was created (see `Target`).
-    pub fingerprint: String,
     facts: Mutex<Facts>,
     healthy_gauge: IntGauge,
     circuit_gauge: IntGauge,
@@ -51,11 +49,10 @@ struct Facts {
 
 impl TargetState {
     /// A fresh state (healthy, circuit closed) whose gauges are set to match.
-    pub fn new(fingerprint: String, healthy_gauge: IntGauge, circuit_gauge: IntGauge) -> Self {
+    pub fn new(healthy_gauge: IntGauge, circuit_gauge: IntGauge) -> Self {
         healthy_gauge.set(1);
         circuit_gauge.set(0);
         TargetState {
-            fingerprint,
             facts: Mutex::new(Facts::default()),
             healthy_gauge,
             circuit_gauge,
@@ -221,7 +218,7 @@ mod tests {
     fn state() -> Arc<TargetState> {
         let healthy = IntGauge::new("h", "h").unwrap();
         let circuit = IntGauge::new("c", "c").unwrap();
-        Arc::new(TargetState::new("fp".into(), healthy, circuit))
+        Arc::new(TargetState::new(healthy, circuit))
     }
 
     /// A state whose circuit two failures just opened (it recovers in 50 ms).

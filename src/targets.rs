@@ -17,18 +17,27 @@ use crate::target_state::TargetState;
 
 /// The state of every configured target.
 pub struct Targets {
-    states: RwLock<HashMap<String, Arc<TargetState>>>,
+    entries: RwLock<HashMap<String, Entry>>,
     /// `switchyard_upstream_healthy{provider,target}`.
     healthy: IntGaugeVec,
     /// `switchyard_circuit_open{provider,target}`.
     circuit_open: IntGaugeVec,
 }
 
+/// One target id's state, with what it was learned about.
+struct Entry {
+    /// The target's fingerprint when the state was created (see `Target`).
+    fingerprint: String,
+    /// The `provider` label of its gauge series.
+    provider: String,
+    state: Arc<TargetState>,
+}
+
 impl Targets {
     /// An empty registry that keeps these gauges in step with the state.
     pub fn new(healthy: IntGaugeVec, circuit_open: IntGaugeVec) -> Self {
         Targets {
-            states: RwLock::default(),
+            entries: RwLock::default(),
             healthy,
             circuit_open,
         }
@@ -37,27 +46,35 @@ impl Targets {
     /// The state of `target`, created (healthy, closed) on first use.
     pub fn get(&self, target: &Target) -> Arc<TargetState> {
         {
-            let states = self.states.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(state) = states.get(&target.id) {
-                if state.fingerprint == target.fingerprint {
-                    return state.clone();
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = entries.get(&target.id) {
+                if entry.fingerprint == target.fingerprint {
+                    return entry.state.clone();
                 }
             }
         }
-        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
-        match states.get(&target.id) {
-            Some(state) if state.fingerprint == target.fingerprint => state.clone(),
-            _ => {
-                let labels = [target.provider.name.as_str(), target.id.as_str()];
-                let state = Arc::new(TargetState::new(
-                    target.fingerprint.clone(),
-                    self.healthy.with_label_values(&labels),
-                    self.circuit_open.with_label_values(&labels),
-                ));
-                states.insert(target.id.clone(), state.clone());
-                state
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = entries.get(&target.id) {
+            if entry.fingerprint == target.fingerprint {
+                return entry.state.clone();
+            }
+            // Another upstream under the same id: what was learned is not about it.
+            if entry.provider != target.provider.name {
+                self.drop_series(&entry.provider, &target.id);
             }
         }
+        let labels = [target.provider.name.as_str(), target.id.as_str()];
+        let state = Arc::new(TargetState::new(
+            self.healthy.with_label_values(&labels),
+            self.circuit_open.with_label_values(&labels),
+        ));
+        let entry = Entry {
+            fingerprint: target.fingerprint.clone(),
+            provider: target.provider.name.clone(),
+            state: state.clone(),
+        };
+        entries.insert(target.id.clone(), entry);
+        state
     }
 
     /// Makes the registry match `config`: state for every target (so the gauges
@@ -72,35 +89,77 @@ impl Targets {
         for target in configured.values() {
             self.get(target);
         }
-        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
-        states.retain(|id, _| configured.contains_key(id.as_str()));
-        drop(states);
-        self.drop_stale_series(&configured);
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|id, entry| {
+            let kept = configured.contains_key(id.as_str());
+            if !kept {
+                self.drop_series(&entry.provider, id);
+            }
+            kept
+        });
     }
 
-    /// Removes gauge series whose (provider, target) pair is no longer configured.
-    fn drop_stale_series(&self, configured: &HashMap<&str, &Target>) {
-        use prometheus::core::Collector;
-        for family in self.healthy.collect() {
-            for metric in family.get_metric() {
-                let label = |name: &str| {
-                    metric
-                        .get_label()
-                        .iter()
-                        .find(|l| l.name() == name)
-                        .map(|l| l.value().to_string())
-                        .unwrap_or_default()
-                };
-                let (provider, target) = (label("provider"), label("target"));
-                let current = configured
-                    .get(target.as_str())
-                    .is_some_and(|t| t.provider.name == provider);
-                if !current {
-                    let labels = [provider.as_str(), target.as_str()];
-                    let _ = self.healthy.remove_label_values(&labels);
-                    let _ = self.circuit_open.remove_label_values(&labels);
-                }
-            }
-        }
+    /// Removes the gauge series of a target that is gone.
+    fn drop_series(&self, provider: &str, id: &str) {
+        let labels = [provider, id];
+        let _ = self.healthy.remove_label_values(&labels);
+        let _ = self.circuit_open.remove_label_values(&labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use prometheus::core::Collector;
+
+    fn config(second: &str) -> Config {
+        let text = format!(
+            "keys: [{{ name: app, key: sk-app }}]\nproviders:\n  a: {{ type: mock }}\n  b: {{ type: mock }}\nmodels:\n  m:\n    targets:\n      - {{ provider: a, model: x }}\n{second}"
+        );
+        parse(&text, "t.yaml").unwrap()
+    }
+
+    fn series(vec: &IntGaugeVec) -> Vec<String> {
+        let mut out: Vec<String> = vec.collect()[0]
+            .get_metric()
+            .iter()
+            .map(|m| {
+                let labels: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
+                labels.join("|")
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn unchanged_targets_keep_their_state_and_gone_ones_lose_their_series() {
+        let healthy =
+            IntGaugeVec::new(prometheus::Opts::new("h", "h"), &["provider", "target"]).unwrap();
+        let circuit =
+            IntGaugeVec::new(prometheus::Opts::new("c", "c"), &["provider", "target"]).unwrap();
+        let targets = Targets::new(healthy.clone(), circuit.clone());
+        let first = config(
+            "      - { provider: b, model: y, name: second }\n      - { provider: b, model: z }\n",
+        );
+        targets.sync(&first);
+        assert_eq!(series(&healthy), ["a|a/x", "b|b/z", "b|second"]);
+        let kept = targets.get(&first.models["m"].targets[0]);
+        let moved = targets.get(&first.models["m"].targets[1]);
+
+        // `second` now names another upstream on another provider; `b/z` is gone.
+        let next = config("      - { provider: a, model: y, name: second }\n");
+        targets.sync(&next);
+        assert_eq!(series(&healthy), ["a|a/x", "a|second"]);
+        assert_eq!(series(&circuit), ["a|a/x", "a|second"]);
+        assert!(Arc::ptr_eq(
+            &kept,
+            &targets.get(&next.models["m"].targets[0])
+        ));
+        assert!(!Arc::ptr_eq(
+            &moved,
+            &targets.get(&next.models["m"].targets[1])
+        ));
     }
 }
