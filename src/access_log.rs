@@ -26,6 +26,8 @@ struct Line<'a> {
     upstream_ms: Option<f64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// The tokens were estimated from the streamed text, not reported upstream.
+    usage_estimated: Option<bool>,
     cost_usd: Option<f64>,
     error: Option<&'a str>,
 }
@@ -52,6 +54,7 @@ pub fn format(record: &RequestRecord) -> String {
         upstream_ms: last.map(|_| millis(record.upstream_wait)),
         input_tokens: record.usage.map(|u| u.input_tokens),
         output_tokens: record.usage.map(|u| u.output_tokens),
+        usage_estimated: record.usage.map(|_| record.usage_estimated),
         cost_usd: record.cost_usd(),
         error: record.error.as_deref(),
     };
@@ -100,7 +103,8 @@ mod tests {
                 "target",
                 "time",
                 "ttft_ms",
-                "upstream_ms"
+                "upstream_ms",
+                "usage_estimated"
             ]
         );
         assert!(obj["key"].is_null() && obj["provider"].is_null() && obj["upstream_ms"].is_null());

@@ -25,6 +25,7 @@ impl App {
         let metrics = Metrics::new();
         let state = State::new(&metrics);
         state.targets.sync(&config);
+        state.limits.sync(&config);
         App {
             config: ArcSwap::from_pointee(config),
             state,

@@ -17,11 +17,12 @@ use crate::app::App;
 use crate::client_watch::{unless_client_leaves, Raced};
 use crate::config::{Config, Model, RetryOn, Target};
 use crate::dialect::mock::{self, MockAnswer};
-use crate::dialect::{self, ClientEvent, Dialect, UpstreamFault};
+use crate::dialect::{self, ClientEvent, Dialect, ResponseTranslator, UpstreamFault};
 use crate::downstream::{self, ClientGone};
 use crate::errors::ApiError;
+use crate::limits;
 use crate::llm_request::LlmRequest;
-use crate::record::{Outcome, RequestRecord, TryRecord};
+use crate::record::{Outcome, RequestRecord, TryRecord, Usage};
 use crate::routing;
 use crate::target_state::{Pass, TargetState, Verdict};
 use crate::upstream::exchange::{self, Exchange, Failure, Limits};
@@ -357,10 +358,12 @@ impl Attempt<'_> {
         match answer {
             MockAnswer::Whole { body, usage } => {
                 record.usage = Some(usage);
+                record.charge_usage();
                 let _ = downstream::send_json(session, record, 200, &[], body).await;
             }
             MockAnswer::Stream { events, usage } => {
                 record.usage = Some(usage);
+                record.charge_usage();
                 let _ = self.send_mock_stream(session, record, events).await;
             }
         }
@@ -570,6 +573,7 @@ impl Attempt<'_> {
         self.note(record, Some(Outcome::Success));
         record.usage = answer.usage;
         record.price = self.target.price;
+        record.charge_usage();
         if let Ok(header) = downstream::header(status, record, &extra) {
             let _ = downstream::send_whole(session, record, header, answer.body).await;
         }
@@ -581,10 +585,38 @@ impl Attempt<'_> {
         session: &mut Session,
         record: &mut RequestRecord,
         dialect: &dyn Dialect,
-        mut exchange: Exchange,
+        exchange: Exchange,
         pass: &mut Pass,
     ) -> TryResult {
         let mut translator = dialect.translator(self.request, self.target, &record.request_id);
+        let result = self
+            .relay(session, record, translator.as_mut(), exchange, pass)
+            .await;
+        // A stream that reached the client but ended without usage (cut,
+        // abandoned, or from an upstream that cannot report it) is charged
+        // for what was generated, estimated from the streamed text.
+        let committed = record.status == 200;
+        if committed && record.usage.is_none() {
+            record.usage = Some(Usage {
+                input_tokens: limits::prompt_tokens(self.request),
+                output_tokens: limits::tokens_in(translator.output_chars()),
+            });
+            record.usage_estimated = true;
+            record.price = self.target.price;
+        }
+        result
+    }
+
+    /// Relays one 2xx stream to the client through `translator`, holding back
+    /// content-free events until the stream commits.
+    async fn relay(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        translator: &mut dyn ResponseTranslator,
+        mut exchange: Exchange,
+        pass: &mut Pass,
+    ) -> TryResult {
         let extra = headers::allowed(exchange.header());
         let mut held: Vec<ClientEvent> = Vec::new();
         let mut events: Vec<ClientEvent> = Vec::new();

@@ -2,7 +2,8 @@
 //!
 //! Every response gets `x-request-id` and `x-switchyard-overhead-ms`; every response
 //! that involved an upstream try also gets `x-switchyard-attempts` and
-//! `x-switchyard-provider`. A failed write means the client is gone: the caller
+//! `x-switchyard-provider`; every response to a key with limits gets the
+//! `x-ratelimit-*` headers. A failed write means the client is gone: the caller
 //! stops work (and the upstream) instead of reporting success.
 
 use bytes::Bytes;
@@ -23,9 +24,14 @@ pub fn header(
     extra: &[(&'static str, String)],
 ) -> Result<ResponseHeader, ClientGone> {
     let build = || -> pingora::Result<ResponseHeader> {
-        let mut h = ResponseHeader::build(status, Some(8 + extra.len()))?;
+        let mut h = ResponseHeader::build(status, Some(14 + extra.len()))?;
         for (name, value) in extra {
             h.append_header(*name, value.as_str())?;
+        }
+        if let Some(reservation) = &record.rate_limit {
+            for (name, value) in reservation.headers() {
+                h.insert_header(name, value)?;
+            }
         }
         h.insert_header("x-request-id", record.request_id.as_str())?;
         if let Some(last) = record.last_try() {
@@ -77,14 +83,19 @@ pub async fn send_json(
     send_whole(session, record, h, body).await
 }
 
-/// Answers with an error envelope; a 429 also carries `retry-after(-ms)`.
+/// Answers with an error envelope; a 429 also carries `retry-after(-ms)`, or,
+/// when no wait would help, `x-should-retry: false` (which OpenAI's SDKs obey).
 pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
     record.error = error.code.as_deref().map(str::to_string);
     settle_unread_body(session).await;
     let mut extra = Vec::new();
-    if let Some(ms) = error.retry_after_ms {
-        extra.push(("retry-after", ms.div_ceil(1000).max(1).to_string()));
-        extra.push(("retry-after-ms", ms.to_string()));
+    match error.retry_after_ms {
+        Some(ms) => {
+            extra.push(("retry-after", ms.div_ceil(1000).max(1).to_string()));
+            extra.push(("retry-after-ms", ms.to_string()));
+        }
+        None if error.status == 429 => extra.push(("x-should-retry", "false".to_string())),
+        None => {}
     }
     if error.status == 405 {
         let allowed = crate::endpoint::Endpoint::allowed_method(session.req_header().uri.path());

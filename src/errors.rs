@@ -186,6 +186,20 @@ impl ApiError {
         )
     }
 
+    /// 429: the key's own limit (`kind` is `requests` or `tokens`); it fits again
+    /// after `retry_after_ms`.
+    pub fn key_rate_limited(kind: &str, message: String, retry_after_ms: u64) -> Self {
+        let mut e = Self::new(429, kind, "rate_limit_exceeded", message);
+        e.retry_after_ms = Some(retry_after_ms);
+        e
+    }
+
+    /// 429: the request's token estimate exceeds the key's whole per-minute budget.
+    /// No retry-after: no wait would help.
+    pub fn never_fits(message: String) -> Self {
+        Self::new(429, "tokens", "rate_limit_exceeded", message)
+    }
+
     /// 429 because every upstream tried answered 429.
     pub fn upstream_rate_limited(kind: &str, retry_after_ms: u64) -> Self {
         let mut e = Self::new(

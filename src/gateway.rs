@@ -65,6 +65,7 @@ impl ProxyHttp for Gateway {
                 (None, None) => 0,
             };
         }
+        record.settle_limits();
         self.app.metrics.observe(record);
         access_log::write(record);
     }

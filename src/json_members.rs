@@ -55,6 +55,16 @@ impl<'a> Members<'a> {
         }
     }
 
+    /// Sets member `key` to the JSON text `raw`: in place when it exists, else
+    /// appended.
+    pub fn put_raw(&mut self, key: &str, raw: String) {
+        if self.contains(key) {
+            self.set_raw(key, raw);
+        } else {
+            self.entries.push((key.to_string(), Cow::Owned(raw)));
+        }
+    }
+
     /// The object as compact JSON: members in their order, values byte for byte.
     pub fn to_json(&self) -> String {
         let size: usize = self
@@ -130,6 +140,9 @@ mod tests {
         m.set_raw("a", "\"x\"".into());
         assert!(!m.contains("b"));
         assert_eq!(m.to_json(), r#"{"a":"x","d":3}"#);
+        m.put_raw("d", "4".into());
+        m.put_raw("e", "5".into());
+        assert_eq!(m.to_json(), r#"{"a":"x","d":4,"e":5}"#);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::errors::ApiError;
-use crate::json_members::quoted;
+use crate::json_members::{quoted, Members};
 
 /// The two body-carrying OpenAI operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,10 @@ pub struct LlmRequest {
     /// Where `model` is in `body`; `None` when the model came from the URL and
     /// the body has none.
     model_span: Option<Range<usize>>,
+    /// Where `messages` (chat) or `input` (embeddings) is in `body`.
+    prompt_span: Range<usize>,
+    /// Where `stream_options` is in `body` (an object, or `null`).
+    stream_options_span: Option<Range<usize>>,
     pub stream: bool,
     pub include_usage: bool,
     /// `max_completion_tokens`, else `max_tokens`.
@@ -43,7 +47,8 @@ struct Fields<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow)]
     stream: Option<&'a RawValue>,
-    #[serde(borrow)]
+    /// `null` included: its span is replaced when usage is asked for.
+    #[serde(borrow, default, deserialize_with = "present")]
     stream_options: Option<&'a RawValue>,
     #[serde(borrow)]
     max_tokens: Option<&'a RawValue>,
@@ -53,6 +58,12 @@ struct Fields<'a> {
     messages: Option<&'a RawValue>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
+}
+
+/// A member that is there, `null` included (serde reads a `null` `Option` as
+/// absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -125,58 +136,101 @@ impl LlmRequest {
             Some(n) => Some(n),
             None => optional::<u64>(fields.max_tokens, "max_tokens", "an integer")?,
         };
-        match operation {
+        let prompt = match operation {
             Operation::ChatCompletions => match fields.messages {
                 None => return Err(missing("messages")),
                 Some(m) if !m.get().starts_with('[') => {
                     return Err(invalid_type("messages", "an array"))
                 }
-                Some(_) => {}
+                Some(m) => m,
             },
-            Operation::Embeddings if fields.input.is_none() => return Err(missing("input")),
-            Operation::Embeddings => {}
-        }
+            Operation::Embeddings => fields.input.ok_or_else(|| missing("input"))?,
+        };
+        let prompt_span = span_of(prompt);
+        let stream_options_span = fields.stream_options.map(span_of);
         Ok(LlmRequest {
             operation,
             body,
             model,
             model_span,
+            prompt_span,
+            stream_options_span,
             stream,
             include_usage,
             max_tokens,
         })
     }
 
-    /// The body with `model` set to `target_model`; every other byte kept.
-    pub fn body_with_model(&self, target_model: &str) -> Bytes {
-        let quoted = quoted(target_model);
-        let mut out = BytesMut::with_capacity(self.body.len() + quoted.len() + 10);
+    /// The prompt: `messages` of a chat completion, `input` of an embedding.
+    pub fn prompt(&self) -> &[u8] {
+        &self.body[self.prompt_span.clone()]
+    }
+
+    /// Whether the upstream must be asked for the stream's usage although the
+    /// client did not ask: a chat stream without `include_usage`. The limits need
+    /// the real usage; the translator drops the usage chunk the client did not
+    /// want.
+    pub fn asks_upstream_usage(&self) -> bool {
+        self.operation == Operation::ChatCompletions && self.stream && !self.include_usage
+    }
+
+    /// The body for an OpenAI-shaped upstream: `model` set to `target_model` and,
+    /// when [`asks_upstream_usage`](Self::asks_upstream_usage),
+    /// `stream_options.include_usage` turned on. Every other byte is kept.
+    pub fn upstream_body(&self, target_model: &str) -> Bytes {
+        let model = quoted(target_model);
+        let mut replaced: Vec<(Range<usize>, String)> = Vec::with_capacity(2);
+        let mut added: Vec<String> = Vec::new();
         match &self.model_span {
-            Some(span) if self.body[span.clone()] == *quoted.as_bytes() => {
-                return self.body.clone()
-            }
-            Some(span) => {
-                out.extend_from_slice(&self.body[..span.start]);
-                out.extend_from_slice(quoted.as_bytes());
-                out.extend_from_slice(&self.body[span.end..]);
-            }
-            None => {
-                // `parse` checked that the body is an object: insert after its `{`.
-                let open = self.body.iter().position(|b| *b == b'{').unwrap_or(0);
-                let empty = self.body[open + 1..]
-                    .iter()
-                    .find(|b| !b.is_ascii_whitespace())
-                    == Some(&b'}');
-                out.extend_from_slice(&self.body[..=open]);
-                out.extend_from_slice(b"\"model\":");
-                out.extend_from_slice(quoted.as_bytes());
-                if !empty {
-                    out.extend_from_slice(b",");
-                }
-                out.extend_from_slice(&self.body[open + 1..]);
+            Some(span) if self.body[span.clone()] == *model.as_bytes() => {}
+            Some(span) => replaced.push((span.clone(), model)),
+            None => added.push(format!("\"model\":{model}")),
+        }
+        if self.asks_upstream_usage() {
+            match &self.stream_options_span {
+                Some(span) => replaced.push((span.clone(), self.options_with_usage(span))),
+                None => added.push(r#""stream_options":{"include_usage":true}"#.to_string()),
             }
         }
+        if replaced.is_empty() && added.is_empty() {
+            return self.body.clone();
+        }
+        replaced.sort_by_key(|(span, _)| span.start);
+        let mut out = BytesMut::with_capacity(self.body.len() + 64);
+        let mut copied = 0;
+        if !added.is_empty() {
+            // `parse` checked that the body is an object: insert after its `{`.
+            let open = self.body.iter().position(|b| *b == b'{').unwrap_or(0);
+            let empty = self.body[open + 1..]
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                == Some(&b'}');
+            out.extend_from_slice(&self.body[..=open]);
+            out.extend_from_slice(added.join(",").as_bytes());
+            if !empty {
+                out.extend_from_slice(b",");
+            }
+            copied = open + 1;
+        }
+        for (span, value) in replaced {
+            out.extend_from_slice(&self.body[copied..span.start]);
+            out.extend_from_slice(value.as_bytes());
+            copied = span.end;
+        }
+        out.extend_from_slice(&self.body[copied..]);
         out.freeze()
+    }
+
+    /// The client's `stream_options` (at `span`) with `include_usage` on: its
+    /// other members kept, or the usage option alone in place of `null`.
+    fn options_with_usage(&self, span: &Range<usize>) -> String {
+        match Members::parse(&self.body[span.clone()]) {
+            Ok(mut options) => {
+                options.put_raw("include_usage", "true".into());
+                options.to_json()
+            }
+            Err(_) => r#"{"include_usage":true}"#.to_string(),
+        }
     }
 }
 
@@ -226,14 +280,55 @@ mod tests {
 
     #[test]
     fn splices_the_model_and_keeps_every_other_byte() {
-        let body = r#"{"z_unknown": {"a":1.50e3}, "model" : "gpt-4o",  "messages":[{"role":"user","content":"h\u00e9"}],"stream":true}"#;
+        let body = r#"{"z_unknown": {"a":1.50e3}, "model" : "gpt-4o",  "messages":[{"role":"user","content":"h\u00e9"}],"stream":false}"#;
         let req = chat(body).unwrap();
         assert_eq!(req.model, "gpt-4o");
-        assert!(req.stream);
-        let out = req.body_with_model("gpt-4o-2024-08-06");
+        assert!(!req.stream);
+        let out = req.upstream_body("gpt-4o-2024-08-06");
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             body.replace("\"gpt-4o\"", "\"gpt-4o-2024-08-06\"")
+        );
+        assert_eq!(req.prompt(), br#"[{"role":"user","content":"h\u00e9"}]"#);
+    }
+
+    #[test]
+    fn a_stream_asks_the_upstream_for_usage_the_client_did_not_ask_for() {
+        let upstream = |body: &str| {
+            let out = chat(body).unwrap().upstream_body("up");
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        assert_eq!(
+            upstream(r#"{"model":"m","messages":[],"stream":true}"#),
+            r#"{"stream_options":{"include_usage":true},"model":"up","messages":[],"stream":true}"#
+        );
+        assert_eq!(
+            upstream(
+                r#"{"messages":[],"stream":true,"stream_options":{"x":1,"include_usage":false},"model":"m"}"#
+            ),
+            r#"{"messages":[],"stream":true,"stream_options":{"x":1,"include_usage":true},"model":"up"}"#
+        );
+        assert_eq!(
+            upstream(r#"{"model":"m","stream_options":null,"messages":[],"stream":true}"#),
+            r#"{"model":"up","stream_options":{"include_usage":true},"messages":[],"stream":true}"#
+        );
+        let asked =
+            r#"{"model":"up","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
+        assert_eq!(upstream(asked), asked);
+        assert!(!chat(asked).unwrap().asks_upstream_usage());
+        let op = Operation::ChatCompletions;
+        let azure_shape =
+            LlmRequest::parse_for_model(op, Bytes::from_static(br#"{"stream":true}"#), "m");
+        assert!(azure_shape.is_err(), "messages are required");
+        let azure_shape = LlmRequest::parse_for_model(
+            op,
+            Bytes::from_static(br#"{"messages":[],"stream":true}"#),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            &azure_shape.upstream_body("dep")[..],
+            br#"{"model":"dep","stream_options":{"include_usage":true},"messages":[],"stream":true}"#
         );
     }
 
@@ -242,7 +337,7 @@ mod tests {
         let req = chat(r#"{"model":"a\"b","messages":[]}"#).unwrap();
         assert_eq!(req.model, "a\"b");
         assert_eq!(
-            &req.body_with_model("x\"y")[..],
+            &req.upstream_body("x\"y")[..],
             br#"{"model":"x\"y","messages":[]}"#
         );
     }
@@ -265,7 +360,7 @@ mod tests {
                 .unwrap();
         assert_eq!(req.model, "m1");
         assert_eq!(
-            &req.body_with_model("dep")[..],
+            &req.upstream_body("dep")[..],
             br#" {"model":"dep", "messages":[] }"#
         );
         let req = LlmRequest::parse_for_model(
@@ -276,7 +371,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.model, "m1");
         assert_eq!(
-            &req.body_with_model("dep")[..],
+            &req.upstream_body("dep")[..],
             br#"{"model":"dep","messages":[]}"#
         );
         let req = LlmRequest::parse_for_model(
@@ -285,10 +380,7 @@ mod tests {
             "e",
         )
         .unwrap();
-        assert_eq!(
-            &req.body_with_model("e")[..],
-            br#"{"model":"e","input":"x"}"#
-        );
+        assert_eq!(&req.upstream_body("e")[..], br#"{"model":"e","input":"x"}"#);
     }
 
     #[test]

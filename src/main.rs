@@ -22,6 +22,7 @@ mod gateway;
 mod glob;
 mod health;
 mod json_members;
+mod limits;
 mod llm_request;
 mod metrics;
 mod models;

@@ -26,6 +26,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     upstream_attempts: IntCounterVec,
     failovers: IntCounterVec,
+    /// Counted by the key limiters (`limits/`), which own the series.
+    pub rate_limited: IntCounterVec,
     /// Set by the target state (`targets.rs`), which owns the series.
     pub upstream_healthy: IntGaugeVec,
     /// Set by the target state, like `upstream_healthy`.
@@ -62,6 +64,14 @@ impl Metrics {
                 "Switches from one upstream target to another within a request.",
             ),
             &["model"],
+        )
+        .expect("valid metric definition");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "switchyard_rate_limited_total",
+                "Requests refused with 429 by their key's own limits.",
+            ),
+            &["key"],
         )
         .expect("valid metric definition");
         let upstream_healthy = IntGaugeVec::new(
@@ -116,6 +126,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(upstream_attempts.clone()),
             Box::new(failovers.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(upstream_healthy.clone()),
             Box::new(circuit_open.clone()),
             Box::new(duration.clone()),
@@ -132,6 +143,7 @@ impl Metrics {
             requests,
             upstream_attempts,
             failovers,
+            rate_limited,
             upstream_healthy,
             circuit_open,
             duration,

@@ -1,6 +1,6 @@
 //! The request pipeline of DESIGN.md §3, in the contract's check order:
 //! path/method (404/405) → key (401) → body size (413) → JSON (400) → model (404)
-//! → allow-list (403) → the attempt loop. Azure-style paths take their key from
+//! → allow-list (403) → limits (429) → the attempt loop. Azure-style paths take their key from
 //! `api-key` (or Bearer), their model from the URL, and need `api-version`.
 
 use std::time::UNIX_EPOCH;
@@ -14,6 +14,7 @@ use crate::body;
 use crate::downstream;
 use crate::endpoint::Endpoint;
 use crate::errors::ApiError;
+use crate::limits::Reservation;
 use crate::llm_request::{LlmRequest, Operation};
 use crate::models;
 use crate::record::RequestRecord;
@@ -49,6 +50,11 @@ async fn serve(
     };
     let key = auth::find_key(&config, presented).ok_or_else(ApiError::invalid_api_key)?;
     record.key = Some(key.name.clone());
+    record.rate_limit = app
+        .state
+        .limits
+        .get(key)
+        .map(|limiter| Reservation::new(limiter, &key.name));
     let created = config_created(&config);
     let (operation, path_model) = match endpoint {
         Endpoint::ListModels => {
@@ -83,6 +89,9 @@ async fn serve(
     record.model_known = true;
     if !key.allows(&request.model) {
         return Err(ApiError::model_not_allowed(&request.model));
+    }
+    if let Some(reservation) = &mut record.rate_limit {
+        reservation.admit(&request)?;
     }
     attempt::run(app, session, record, &request, &config, model).await;
     Ok(())

@@ -7,12 +7,20 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Price;
+use crate::limits::Reservation;
 
 /// Token counts of one answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+}
+
+impl Usage {
+    /// Input and output together: what a token budget is charged.
+    pub fn total(self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
 }
 
 /// How one upstream try ended (`switchyard_upstream_attempts_total{outcome}`).
@@ -75,6 +83,12 @@ pub struct RequestRecord {
     /// Time spent waiting for upstreams, across every try.
     pub upstream_wait: Duration,
     pub usage: Option<Usage>,
+    /// `usage` was estimated from the streamed text: the upstream reported none
+    /// (the stream was cut or abandoned, or the upstream cannot report it).
+    pub usage_estimated: bool,
+    /// The key's budgets, for a key with limits: reported in every answer's
+    /// headers, and settled from `usage` when the request ends.
+    pub rate_limit: Option<Reservation>,
     /// Price of the target that answered, for `cost_usd`.
     pub price: Option<Price>,
     /// The error code sent to the client, if the answer is an error.
@@ -98,6 +112,8 @@ impl RequestRecord {
             ttft: None,
             upstream_wait: Duration::ZERO,
             usage: None,
+            usage_estimated: false,
+            rate_limit: None,
             price: None,
             error: None,
         }
@@ -119,6 +135,28 @@ impl RequestRecord {
             499
         } else {
             self.status
+        }
+    }
+
+    /// Corrects the key's token reservation to `usage`, once it is known; before
+    /// a whole answer's header, so its `remaining` counts the real usage.
+    pub fn charge_usage(&mut self) {
+        if let (Some(reservation), Some(usage)) = (&mut self.rate_limit, self.usage) {
+            reservation.settle(Some(usage.total()));
+        }
+    }
+
+    /// Settles the key's token reservation when the request is over: the usage
+    /// when known; the estimate for an answer whose usage is unknown; nothing
+    /// for a request that got no answer (refused, failed, or left before it).
+    pub fn settle_limits(&mut self) {
+        let answered = (200..300).contains(&self.final_status());
+        if let Some(reservation) = &mut self.rate_limit {
+            reservation.settle(match self.usage {
+                Some(usage) => Some(usage.total()),
+                None if answered => None,
+                None => Some(0),
+            });
         }
     }
 

@@ -311,17 +311,76 @@ fn azure_mistakes_are_named_with_their_line() {
 }
 
 #[test]
-fn later_features_are_refused_by_name() {
+fn rate_limits_load_with_their_default_allowance() {
+    let with = |limit: &str| {
+        BASE.replace(
+            "    models: [\"gpt-*\"]",
+            &format!("    rate_limit: {limit}"),
+        )
+    };
+    let c = load_text(&with(
+        "{ requests_per_minute: 600, tokens_per_minute: 200000 }",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.keys[0].rate_limit,
+        Some(RateLimit {
+            requests_per_minute: Some(600),
+            tokens_per_minute: Some(200_000),
+            default_max_tokens: 1024,
+        })
+    );
+    let c = load_text(&with("{ tokens_per_minute: 9000, default_max_tokens: 50 }")).unwrap();
+    let limit = c.keys[0].rate_limit.unwrap();
+    assert_eq!(
+        (limit.requests_per_minute, limit.default_max_tokens),
+        (None, 50)
+    );
+    assert_eq!(load_text(BASE).unwrap().keys[0].rate_limit, None);
+}
+
+#[test]
+fn rate_limits_that_limit_nothing_are_refused() {
+    let with = |limit: &str| {
+        BASE.replace(
+            "    models: [\"gpt-*\"]",
+            &format!("    rate_limit: {limit}"),
+        )
+    };
     let cases = [
+        ("{}", "keys[0].rate_limit", "sets no limit"),
         (
-            BASE.replace(
-                "    models: [\"gpt-*\"]",
-                "    rate_limit: { requests_per_minute: 10 }",
-            ),
-            "rate_limit",
+            "{ requests_per_minute: 0 }",
+            "keys[0].rate_limit.requests_per_minute",
+            "at least 1",
         ),
-        (format!("{BASE}shutdown_timeout: 5s\n"), "shutdown_timeout"),
+        (
+            "{ tokens_per_minute: 2000000000 }",
+            "keys[0].rate_limit.tokens_per_minute",
+            "at most",
+        ),
+        (
+            "{ requests_per_minute: 5, default_max_tokens: 10 }",
+            "keys[0].rate_limit.default_max_tokens",
+            "only applies with `tokens_per_minute`",
+        ),
+        (
+            "{ requests_per_minte: 5 }",
+            "keys[0].rate_limit",
+            "unknown field `requests_per_minte`",
+        ),
     ];
+    for (limit, field, message) in cases {
+        let e = error(&with(limit));
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.message.contains(message), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+}
+
+#[test]
+fn later_features_are_refused_by_name() {
+    let cases = [(format!("{BASE}shutdown_timeout: 5s\n"), "shutdown_timeout")];
     for (text, feature) in cases {
         let e = error(&text);
         assert!(

@@ -33,6 +33,18 @@ pub struct VirtualKey {
     pub secret: Secret,
     /// `None`: every model.
     pub allowed_models: Option<Vec<Glob>>,
+    /// `None`: no limits.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A key's budget (DESIGN.md §2 "Rate-limit semantics"). At least one of the two
+/// limits is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    /// The output allowance reserved for a request that names no `max_tokens`.
+    pub default_max_tokens: u64,
 }
 
 impl VirtualKey {

@@ -115,19 +115,10 @@ fn keys(raw: Option<Vec<RawKey>>, path: &FieldPath) -> Checked<Vec<VirtualKey>> 
                 format!("the same secret is already used by key `{}`", other.name),
             );
         }
-        if let Some(limit) = &key.rate_limit {
-            let at = at.key("rate_limit");
-            for (field, value) in [
-                ("requests_per_minute", limit.requests_per_minute),
-                ("tokens_per_minute", limit.tokens_per_minute),
-                ("default_max_tokens", limit.default_max_tokens),
-            ] {
-                if value.is_some_and(|v| v.0 == 0) {
-                    return fault(at.key(field), "must be at least 1");
-                }
-            }
-            return not_yet(at, "per-key `rate_limit`");
-        }
+        let rate_limit = key
+            .rate_limit
+            .map(|limit| rate_limit(limit, &at.key("rate_limit")))
+            .transpose()?;
         let allowed_models = key
             .models
             .map(|globs| globs.into_iter().map(|g| Glob::new(g.0)).collect());
@@ -135,9 +126,55 @@ fn keys(raw: Option<Vec<RawKey>>, path: &FieldPath) -> Checked<Vec<VirtualKey>> 
             name,
             secret,
             allowed_models,
+            rate_limit,
         });
     }
     Ok(out)
+}
+
+/// The output allowance of a request that names no `max_tokens` (DESIGN.md §2).
+const DEFAULT_MAX_TOKENS: u64 = 1024;
+/// The largest per-minute limit: one unit per 60 ns is already beyond any
+/// provider's quota, and keeps the limiter's nanosecond arithmetic exact.
+const MAX_PER_MINUTE: u64 = 1_000_000_000;
+
+fn rate_limit(raw: RawRateLimit, at: &FieldPath) -> Checked<RateLimit> {
+    for (field, value) in [
+        ("requests_per_minute", raw.requests_per_minute),
+        ("tokens_per_minute", raw.tokens_per_minute),
+        ("default_max_tokens", raw.default_max_tokens),
+    ] {
+        match value {
+            Some(v) if v.0 == 0 => return fault(at.key(field), "must be at least 1"),
+            Some(v) if v.0 > MAX_PER_MINUTE => {
+                return fault(at.key(field), format!("must be at most {MAX_PER_MINUTE}"))
+            }
+            _ => {}
+        }
+    }
+    let limit = RateLimit {
+        requests_per_minute: raw.requests_per_minute.map(|n| n.0),
+        tokens_per_minute: raw.tokens_per_minute.map(|n| n.0),
+        default_max_tokens: raw.default_max_tokens.map_or(DEFAULT_MAX_TOKENS, |n| n.0),
+    };
+    match limit {
+        RateLimit {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            ..
+        } => fault(
+            at.clone(),
+            "sets no limit: give `requests_per_minute`, `tokens_per_minute` or both",
+        ),
+        RateLimit {
+            tokens_per_minute: None,
+            ..
+        } if raw.default_max_tokens.is_some() => fault(
+            at.key("default_max_tokens"),
+            "only applies with `tokens_per_minute`",
+        ),
+        _ => Ok(limit),
+    }
 }
 
 fn providers(

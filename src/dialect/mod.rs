@@ -71,6 +71,10 @@ pub trait ResponseTranslator: Send {
     fn finish(&mut self, out: &mut Vec<ClientEvent>) -> Result<(), String>;
     /// Usage reported so far.
     fn usage(&self) -> Option<Usage>;
+    /// Characters of generated text streamed so far: what a stream that ends
+    /// without usage (cut, abandoned, or from an upstream that cannot report
+    /// it) is charged from.
+    fn output_chars(&self) -> u64;
 }
 
 /// What an upstream's error answer means, after the dialect's own mapping: the

@@ -39,7 +39,7 @@ impl Dialect for OpenAi {
             Operation::ChatCompletions => "/chat/completions",
             Operation::Embeddings => "/embeddings",
         };
-        let body = request.body_with_model(&target.model);
+        let body = request.upstream_body(&target.model);
         let build = || -> pingora::Result<RequestHeader> {
             let mut h = json_post(base_url, path, body.len(), request.stream, request_id)?;
             if let Some(key) = api_key {
@@ -53,11 +53,11 @@ impl Dialect for OpenAi {
 
     fn translator(
         &self,
-        _request: &LlmRequest,
+        request: &LlmRequest,
         _target: &Target,
         _request_id: &str,
     ) -> Box<dyn ResponseTranslator> {
-        Box::new(Passthrough::default())
+        Box::new(Passthrough::for_request(request))
     }
 
     fn classify(&self, status: u16, _headers: &http::HeaderMap, body: &[u8]) -> UpstreamFault {
@@ -140,8 +140,35 @@ struct DeltaView<'a> {
     refusal: Option<&'a RawValue>,
 }
 
+#[derive(Deserialize)]
+struct ToolCallView<'a> {
+    #[serde(borrow)]
+    function: Option<FunctionView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView<'a> {
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    arguments: Option<&'a RawValue>,
+}
+
+impl FunctionView<'_> {
+    fn text_len(&self) -> u64 {
+        text_len(self.name) + text_len(self.arguments)
+    }
+}
+
 fn is_content(field: Option<&RawValue>) -> bool {
     field.is_some_and(|v| !matches!(v.get(), "null" | "\"\"" | "[]"))
+}
+
+/// The characters of a JSON string value (0 for anything else).
+fn text_len(field: Option<&RawValue>) -> u64 {
+    field
+        .and_then(|raw| serde_json::from_str::<std::borrow::Cow<str>>(raw.get()).ok())
+        .map_or(0, |text| text.chars().count() as u64)
 }
 
 impl DeltaView<'_> {
@@ -150,6 +177,24 @@ impl DeltaView<'_> {
             || is_content(self.tool_calls)
             || is_content(self.function_call)
             || is_content(self.refusal)
+    }
+
+    /// Characters of generated text in this delta: content, refusal, and the
+    /// names and arguments of tool calls.
+    fn text_len(&self) -> u64 {
+        let tool_calls = self
+            .tool_calls
+            .and_then(|raw| serde_json::from_str::<Vec<ToolCallView>>(raw.get()).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|call| call.function.as_ref())
+            .map(FunctionView::text_len)
+            .sum::<u64>();
+        let function_call = self
+            .function_call
+            .and_then(|raw| serde_json::from_str::<FunctionView>(raw.get()).ok())
+            .map_or(0, |f| f.text_len());
+        text_len(self.content) + text_len(self.refusal) + tool_calls + function_call
     }
 }
 
@@ -160,6 +205,21 @@ pub struct Passthrough {
     usage: Option<Usage>,
     done: bool,
     data: Vec<Vec<u8>>,
+    /// The usage-only chunk is the gateway's own request (see
+    /// `LlmRequest::asks_upstream_usage`), not the client's: read it, drop it.
+    drop_usage_chunk: bool,
+    /// Characters of generated text streamed so far.
+    output_chars: u64,
+}
+
+impl Passthrough {
+    /// A translator for the answer to `request`.
+    pub fn for_request(request: &LlmRequest) -> Passthrough {
+        Passthrough {
+            drop_usage_chunk: request.asks_upstream_usage(),
+            ..Passthrough::default()
+        }
+    }
 }
 
 impl ResponseTranslator for Passthrough {
@@ -196,17 +256,19 @@ impl ResponseTranslator for Passthrough {
             if let Some(usage) = view.usage {
                 self.usage = Some(usage.into());
             }
-            if !has_usage && view.error.is_none() && !view.choices.iter().any(ChoiceView::is_answer)
-            {
+            let answers = view.choices.iter().any(ChoiceView::is_answer);
+            if (!has_usage || self.drop_usage_chunk) && view.error.is_none() && !answers {
                 // Azure's prompt-filter and async-filter annotations: no choice an
                 // app could read and no usage. Dropped, so `chunk.choices[0].delta`
-                // never fails in app code (DESIGN.md §2).
+                // never fails in app code (DESIGN.md §2). So is the usage chunk
+                // the client did not ask for.
                 continue;
             }
-            let content = view
-                .choices
-                .iter()
-                .any(|c| c.delta.as_ref().is_some_and(DeltaView::has_content));
+            let deltas = || view.choices.iter().filter_map(|c| c.delta.as_ref());
+            let content = deltas().any(DeltaView::has_content);
+            if content {
+                self.output_chars += deltas().map(DeltaView::text_len).sum::<u64>();
+            }
             let fault = view
                 .error
                 .is_some()
@@ -234,6 +296,10 @@ impl ResponseTranslator for Passthrough {
 
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    fn output_chars(&self) -> u64 {
+        self.output_chars
     }
 }
 

@@ -110,6 +110,7 @@ ACCESS_LOG_KEYS = {
     "upstream_ms",
     "input_tokens",
     "output_tokens",
+    "usage_estimated",
     "cost_usd",
     "error",
 }

@@ -94,6 +94,7 @@ async fn every_request_writes_one_complete_log_line() {
         "upstream_ms",
         "input_tokens",
         "output_tokens",
+        "usage_estimated",
         "cost_usd",
         "error",
     ];

@@ -63,7 +63,7 @@ impl Dialect for Azure {
             Operation::ChatCompletions => "chat/completions",
             Operation::Embeddings => "embeddings",
         };
-        let mut body = request.body_with_model(deployment.name);
+        let mut body = request.upstream_body(deployment.name);
         if request.operation == Operation::ChatCompletions {
             body = body_rules::adapt(body, deployment.version)?;
         }
@@ -88,11 +88,11 @@ impl Dialect for Azure {
 
     fn translator(
         &self,
-        _request: &LlmRequest,
+        request: &LlmRequest,
         _target: &Target,
         _request_id: &str,
     ) -> Box<dyn ResponseTranslator> {
-        Box::new(Passthrough::default())
+        Box::new(Passthrough::for_request(request))
     }
 
     /// As OpenAI's, except that Azure's 429 has no `type`: its message says

@@ -164,16 +164,30 @@ fn the_recorded_stream_loses_only_its_prompt_filter_chunk() {
         wire.push_str(&format!("data: {line}\n\n"));
     }
     wire.push_str("data: [DONE]\n\n");
-    let request = chat(r#"{"model":"m","messages":[],"stream":true}"#);
-    for piece in [1, 17, 512, wire.len()] {
-        let mut translator = Azure.translator(&request, &target(), "r1");
+    // The client that asked for usage gets the usage chunk; the one that did not
+    // loses it (the gateway asked for it on its own behalf), but it is read.
+    let asked = chat(
+        r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
+    );
+    let not_asked = chat(r#"{"model":"m","messages":[],"stream":true}"#);
+    for (request, piece) in [1, 17, 512, wire.len()]
+        .into_iter()
+        .flat_map(|piece| [(&asked, piece), (&not_asked, piece)])
+    {
+        let mut translator = Azure.translator(request, &target(), "r1");
         let mut events: Vec<ClientEvent> = Vec::new();
         for chunk in wire.as_bytes().chunks(piece) {
             translator.feed(chunk, &mut events).unwrap();
         }
         translator.finish(&mut events).unwrap();
         let got: Vec<Bytes> = events.iter().map(|e| e.bytes.clone()).collect();
-        let mut expected: Vec<Bytes> = lines[1..]
+        let sent = if request.include_usage {
+            &lines[1..]
+        } else {
+            assert!(lines.last().unwrap().contains(r#""choices":[]"#));
+            &lines[1..lines.len() - 1]
+        };
+        let mut expected: Vec<Bytes> = sent
             .iter()
             .map(|l| ClientEvent::data(l.as_bytes()))
             .collect();

@@ -204,6 +204,10 @@ impl ResponseTranslator for ConverseTranslator {
     fn usage(&self) -> Option<Usage> {
         self.stream.usage()
     }
+
+    fn output_chars(&self) -> u64 {
+        self.stream.output_chars()
+    }
 }
 
 #[cfg(test)]

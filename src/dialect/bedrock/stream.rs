@@ -30,6 +30,9 @@ pub struct StreamState {
     /// Content block index → OpenAI tool-call index, in arrival order.
     tool_blocks: Vec<u64>,
     usage: Option<Usage>,
+    /// Characters of generated text (answer, reasoning, tool names and input)
+    /// translated so far.
+    output_chars: u64,
     /// `metadata` (the last event) or an exception came: nothing may follow.
     ended: bool,
 }
@@ -200,6 +203,7 @@ impl StreamState {
             include_usage,
             tool_blocks: Vec::new(),
             usage: None,
+            output_chars: 0,
             ended: false,
         }
     }
@@ -217,6 +221,11 @@ impl StreamState {
     /// Usage from the `metadata` event, once it came.
     pub fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    /// Characters of generated text translated so far.
+    pub fn output_chars(&self) -> u64 {
+        self.output_chars
     }
 
     /// Takes bytes as they arrive; every frame they complete becomes events in `out`.
@@ -271,6 +280,7 @@ impl StreamState {
             "contentBlockStart" => {
                 let start: BlockStart = payload(message, event)?;
                 if let Some(tool) = start.start.and_then(|s| s.tool_use) {
+                    self.output_chars += tool.name.chars().count() as u64;
                     let index = self.tool_blocks.len();
                     self.tool_blocks.push(start.content_block_index);
                     let call = ToolCallDelta {
@@ -288,6 +298,7 @@ impl StreamState {
             "contentBlockDelta" => {
                 let delta: BlockDelta = payload(message, event)?;
                 if let Some(text) = delta.delta.text.as_deref().filter(|t| !t.is_empty()) {
+                    self.output_chars += text.chars().count() as u64;
                     let delta = ChunkDelta {
                         content: Some(text),
                         ..ChunkDelta::default()
@@ -304,6 +315,7 @@ impl StreamState {
                         );
                     };
                     if !tool.input.is_empty() {
+                        self.output_chars += tool.input.chars().count() as u64;
                         let call = ToolCallDelta {
                             index,
                             id: None,
@@ -322,6 +334,7 @@ impl StreamState {
                     .and_then(|r| r.text.as_deref())
                     .filter(|t| !t.is_empty())
                 {
+                    self.output_chars += text.chars().count() as u64;
                     let delta = ChunkDelta {
                         reasoning_content: Some(text),
                         ..ChunkDelta::default()

@@ -124,3 +124,71 @@ fn error_events_are_flagged() {
     .unwrap();
     assert!(out[0].error && !out[0].content);
 }
+
+#[test]
+fn recorded_stream_counts_its_generated_characters() {
+    let (_, _, body) = cassette("chat-streaming.yaml");
+    // The content of every chunk, read from the recording with a plain JSON parser.
+    let expected: usize = body
+        .split("\n\n")
+        .filter_map(|e| e.trim().strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str::<serde_json::Value>(data).unwrap())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(|c| c.chars().count())
+        })
+        .sum();
+    assert!(expected > 0);
+    let (_, t) = translate_stream(&body, 5);
+    assert_eq!(t.output_chars(), expected as u64);
+}
+
+#[test]
+fn tool_call_arguments_and_names_count_as_generated_text() {
+    let mut t = Passthrough::default();
+    let mut out = Vec::new();
+    t.feed(
+        br#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}
+
+data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}
+
+"#,
+        &mut out,
+    )
+    .unwrap();
+    // "get_weather" is 11 characters; `{"city":` is 8.
+    assert_eq!(t.output_chars(), 11 + 8);
+}
+
+#[test]
+fn the_usage_chunk_the_gateway_asked_for_is_read_and_dropped() {
+    let stream = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1,\"total_tokens\":10}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let request = |body: &str| {
+        LlmRequest::parse(Operation::ChatCompletions, Bytes::from(body.to_string())).unwrap()
+    };
+    let not_asked = request(r#"{"model":"m","messages":[],"stream":true}"#);
+    let asked = request(
+        r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#,
+    );
+    for (request, events) in [(not_asked, 3), (asked, 4)] {
+        let mut t = Passthrough::for_request(&request);
+        let mut out = Vec::new();
+        t.feed(stream.as_bytes(), &mut out).unwrap();
+        t.finish(&mut out).unwrap();
+        assert_eq!(out.len(), events);
+        assert_eq!(
+            t.usage(),
+            Some(Usage {
+                input_tokens: 9,
+                output_tokens: 1
+            })
+        );
+    }
+}

@@ -133,6 +133,8 @@ fn the_text_capture_becomes_exactly_these_chunks_however_it_is_cut() {
         // From the capture's metadata: 41 input, 36 output tokens.
         let usage = state.usage().unwrap();
         assert_eq!((usage.input_tokens, usage.output_tokens), (41, 36));
+        // The five text deltas above: 3 + 30 + 62 + 37 + 11 characters.
+        assert_eq!(state.output_chars(), 143);
     }
 }
 
@@ -183,6 +185,23 @@ fn the_tool_use_capture_streams_one_tool_call_with_stable_index_id_and_name() {
             .contains(r#""usage":{"prompt_tokens":386,"completion_tokens":75,"total_tokens":461"#));
         assert_eq!(texts[22], "data: [DONE]\n\n");
         assert!(events[18].content && events[19].content);
+        // The tool's name "cosine" and its input `{"x": 7}` count as generated
+        // text, after the 17 text deltas.
+        let text_chars: u64 = events[1..18]
+            .iter()
+            .map(|e| {
+                let data = std::str::from_utf8(&e.bytes).unwrap();
+                let v: serde_json::Value =
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .chars()
+                    .count() as u64
+            })
+            .sum();
+        let (_, _, state) = translate(&wire, &plan, true);
+        assert_eq!(state.output_chars(), text_chars + 6 + 8);
     }
 }
 
