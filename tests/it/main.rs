@@ -10,6 +10,7 @@ mod config_cli;
 mod errors;
 mod failover;
 mod health;
+mod limits;
 mod mock_provider;
 mod openai_upstream;
 mod streaming;
