@@ -4,11 +4,12 @@
 # proxy, both in front of the same fast fake upstream, measured in one run,
 # alternating direct → nginx → gateway, and judged against DESIGN.md §6; then
 # failover: the gateway with a broken primary target against the same gateway's
-# healthy single-target model (issue 5).
+# healthy single-target model (issue 5); then limits: a key with limits against
+# one without, on the same gateway (issue 6).
 # See bench/README.md for what is measured and how to read the output.
 #
 # Knobs (environment variables, defaults in brackets):
-#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang]
+#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang limits]
 #                                         scenarios to run, space-separated
 #   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
 #   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
@@ -27,7 +28,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang}
+SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang limits}
 TARGETS=${BENCH_TARGETS:-direct nginx gateway}
 ROUNDS=${BENCH_ROUNDS:-3}
 LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
@@ -55,6 +56,8 @@ BREAKER_RECOVERY_SECS=5
 FIRST_BYTE_MS=200
 UPSTREAM_KEY=sk-upstream
 GATEWAY_KEY=sk-bench
+# The limits scenario's capped key: 6,000 a minute, 100 more every second.
+CAPPED_RPM=6000
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -323,14 +326,15 @@ ours_ticks() {
 
 proc_logs() {
     local f
-    case $1 in nginx) f=$TMP/nginx-error.log ;; gateway | healthy | failover) f=$TMP/gateway.log ;; *) f=$TMP/fake.log ;; esac
+    case $1 in nginx) f=$TMP/nginx-error.log ;; direct) f=$TMP/fake.log ;; *) f=$TMP/gateway.log ;; esac
     log "bench: last lines of $f:"
     tail -n 20 "$f" >&2 || true
 }
 
 # target_url TARGET [KIND]: where TARGET is sent a request of KIND (plain,
 # stream, hold, long); upstream dialects may put streams on other paths. The
-# failover scenarios' targets, healthy and failover, are two models of the gateway.
+# failover scenarios' targets, healthy and failover, are two models of the gateway;
+# the limits scenario's, free, limited and capped, are three of its keys.
 target_url() {
     if ! is_upstream_side "$1"; then
         echo "http://127.0.0.1:$GATEWAY_PORT$SC_GATEWAY_PATH"
@@ -349,7 +353,13 @@ target_url() {
 }
 # is_upstream_side TARGET: whether TARGET is sent the upstream's dialect.
 is_upstream_side() { [[ $1 == direct || $1 == nginx ]]; }
-target_header() { if is_upstream_side "$1"; then echo "$SC_UPSTREAM_HEADER"; else echo "$SC_GATEWAY_HEADER"; fi; }
+target_header() {
+    case $1 in
+    direct | nginx) echo "$SC_UPSTREAM_HEADER" ;;
+    free | limited | capped) echo "Authorization: Bearer sk-bench-$1" ;;
+    *) echo "$SC_GATEWAY_HEADER" ;;
+    esac
+}
 target_body() {
     case $1 in
     direct | nginx) echo "$SC_UPSTREAM_BODIES/$2.json" ;;
@@ -360,7 +370,7 @@ target_body() {
 
 # The process whose CPU and memory count for a target.
 target_pid() {
-    case $1 in direct) echo "$FAKE_PID" ;; nginx) echo "$NGINX_WORKER" ;; gateway) echo "$GATEWAY_PID" ;; esac
+    case $1 in direct) echo "$FAKE_PID" ;; nginx) echo "$NGINX_WORKER" ;; *) echo "$GATEWAY_PID" ;; esac
 }
 
 # cpu_ticks PID: utime + stime of the whole process, in clock ticks.
@@ -504,8 +514,8 @@ measure_memory() {
 # Scenarios. Each sets the SC_* variables: the gateway config template, what the
 # direct and nginx targets are sent (path, header, bodies: an upstream-dialect
 # request) and what the gateway is sent (OpenAI dialect), and the latency budget.
-# A new scenario (limits) is one more function here and its name in
-# BENCH_SCENARIOS; the failover scenarios (below) measure two models of one
+# A new scenario is one more function here and its name in BENCH_SCENARIOS; the
+# failover and limits scenarios (below) measure two models, or two keys, of one
 # gateway instead of the three targets.
 
 # write_bodies DIR MODEL HOLD_MODEL: OpenAI chat requests (plain, stream, hold,
@@ -729,6 +739,52 @@ steady_run() {
 }
 
 # ---------------------------------------------------------------------------
+# Limits (issue 6): one gateway, three keys (gateway-limits.yaml.template).
+# free (no limits) is the baseline; limited has budgets the load never reaches,
+# so the difference between the two is what the limiter costs; capped has a
+# small request budget, and a throughput run against it counts what it admits.
+
+scenario_limits() {
+    SC_TITLE="limits, a key with limits against one without"
+    SC_LIMITS=1
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway-limits.yaml.template
+    SC_GATEWAY_VARS=(CAPPED_RPM="$CAPPED_RPM")
+    MEASURED="free limited"
+    BASELINE=free
+    openai_clients
+}
+
+# measure_capped: one throughput run against the capped key, whose bucket
+# starts full: it may admit its capacity plus what refilled during the run, and
+# no more. Also the CPU the gateway spent per answer, most of them 429s.
+measure_capped() {
+    local before after line
+    before=$(cpu_ticks "$GATEWAY_PID")
+    run_loadgen capped throughput --connections "$CONNECTIONS" --duration-secs "$THROUGHPUT_SECS"
+    line=$LINE
+    after=$(cpu_ticks "$GATEWAY_PID")
+    RES[capped_answers]=$(kv responses "$line")
+    RES[capped_refused]=$(kv non200 "$line")
+    RES[capped_errors]=$(kv errors "$line")
+    RES[capped_admitted]=$((RES[capped_answers] - RES[capped_refused]))
+    RES[capped_allowed]=$(calc "$CAPPED_RPM + $CAPPED_RPM * $(kv elapsed_s "$line") / 60" 0)
+    RES[capped_cpu]=$(calc "($after - $before) * 1000000 / $CLK_TCK / ${RES[capped_answers]}" 2)
+    log "  capped key: ${RES[capped_admitted]} admitted, ${RES[capped_refused]} refused," \
+        "at most ${RES[capped_allowed]} allowed, ${RES[capped_cpu]} µs of CPU per answer"
+}
+
+# run_limits: the keys measured side by side on one gateway.
+run_limits() {
+    start_gateway "$SC_GATEWAY_CONFIG" "${SC_GATEWAY_VARS[@]}"
+    measure_latency
+    measure_ttfc
+    measure_throughput
+    measure_capped
+    stop_gateway
+    report_limits
+}
+
+# ---------------------------------------------------------------------------
 # Report.
 
 FAILS=0
@@ -824,17 +880,18 @@ report_noise() {
     fi
 }
 
-# fo_line LABEL MEASURE [MAX_ADDED_US]: one row of the failover table; with
-# MAX_ADDED_US the added median (failover minus healthy) is judged against it.
-fo_line() {
-    local label=$1 m=$2 max=${3:-} budget=""
+# pair_line LABEL MEASURE [MAX_ADDED_US]: one row of a table that compares two
+# targets of one gateway (failover against healthy, limited against free); with
+# MAX_ADDED_US the added median (target minus baseline) is judged against it.
+pair_line() {
+    local label=$1 m=$2 max=${3:-} budget="" t=${MEASURED#"$BASELINE "}
     VERDICT=""
     if [[ -n $max ]]; then
         budget="added <= $(calc "$max / 1000" 0) ms (first_byte)"
-        judge "a <= $max" a="${RES[added_$m:failover]:-}"
+        judge "a <= $max" a="${RES[added_$m:$t]:-}"
     fi
-    row "$label" "$(value "$m" healthy)" "$(value "$m" failover)" "$(value "added_$m" failover)" \
-        "$(ratio "$m" failover healthy)" "$budget" "$VERDICT"
+    row "$label" "$(value "$m" "$BASELINE")" "$(value "$m" "$t")" "$(value "added_$m" "$t")" \
+        "$(ratio "$m" "$t" "$BASELINE")" "$budget" "$VERDICT"
 }
 
 # report_failover: the failover table: both models' latency and errors, and
@@ -853,13 +910,13 @@ report_failover() {
         "$FAILOVER_SECS" "$FAILOVER_SECS"
     row "measure" "healthy" "failover" "added" "ratio" "budget" "verdict"
     row "-------" "-------" "--------" "-----" "-----" "------" "-------"
-    fo_line "latency p50 (µs)" lat_p50 "$SC_ADDED_MAX_US"
-    fo_line "latency p99 (µs)" lat_p99
-    fo_line "slowest request (µs)" lat_max
-    fo_line "first chunk p50 (µs)" ttfc_p50 "$SC_ADDED_MAX_US"
-    fo_line "first chunk p99 (µs)" ttfc_p99
-    fo_line "slowest first chunk (µs)" ttfc_max
-    fo_line "requests (plain + stream)" requests
+    pair_line "latency p50 (µs)" lat_p50 "$SC_ADDED_MAX_US"
+    pair_line "latency p99 (µs)" lat_p99
+    pair_line "slowest request (µs)" lat_max
+    pair_line "first chunk p50 (µs)" ttfc_p50 "$SC_ADDED_MAX_US"
+    pair_line "first chunk p99 (µs)" ttfc_p99
+    pair_line "slowest first chunk (µs)" ttfc_max
+    pair_line "requests (plain + stream)" requests
     judge "h + f == 0" h="${RES[errors:healthy]:-}" f="${RES[errors:failover]:-}"
     row "errors (plain + stream)" "$(value errors healthy)" "$(value errors failover)" "" "" "0" "$VERDICT"
     judge "p <= $most" p="${RES[primary_hits:failover]:-}"
@@ -874,16 +931,47 @@ report_failover() {
     report_noise
 }
 
+# report_limits: the limits table: both keys' latency, CPU and throughput, and
+# what the capped key admitted against what its budget allows.
+report_limits() {
+    printf '\n== Switchyard benchmark: %s ==\n' "$SC_TITLE"
+    printf 'one gateway, three keys: free (no limits); limited (requests and tokens per minute, never\n'
+    printf 'reached: every request pays the whole limiter); capped (%s requests a minute). Medians of\n' "$CAPPED_RPM"
+    printf '%s alternating rounds\n\n' "$ROUNDS"
+    row "measure" "free" "limited" "added" "ratio" "budget" "verdict"
+    row "-------" "----" "-------" "-----" "-----" "------" "-------"
+    pair_line "latency p50 (µs)" lat_p50
+    pair_line "latency p99 (µs)" lat_p99
+    pair_line "first chunk p50 (µs)" ttfc_p50
+    pair_line "first chunk p99 (µs)" ttfc_p99
+    RES[added_cpu:limited]=$(calc "${RES[cpu:limited]} - ${RES[cpu:free]}" 2)
+    pair_line "CPU per request (µs)" cpu
+    pair_line "throughput, $CONNECTIONS conns (req/s)" rps
+    local allowed=${RES[capped_allowed]}
+    judge "a <= $allowed && a >= 0.98 * $allowed" a="${RES[capped_admitted]:-}"
+    row "capped key: admitted in $THROUGHPUT_SECS s" "" "${RES[capped_admitted]}" "" "" \
+        "$CAPPED_RPM + refill = $allowed" "$VERDICT"
+    row "capped key: refused (429)" "" "${RES[capped_refused]}" "" "" "" ""
+    judge "e == 0" e="${RES[capped_errors]:-}"
+    row "capped key: failed connections" "" "${RES[capped_errors]}" "" "" "0" "$VERDICT"
+    row "capped key: CPU per answer (µs)" "" "${RES[capped_cpu]}" "" "" "" ""
+    printf '\nadded = limited minus free (CPU: of the medians); ratio = limited / free. The capped\n'
+    printf 'budget allows its capacity plus what refilled during the run, %s a second.\n' \
+        "$(calc "$CAPPED_RPM / 60" 0)"
+    report_noise
+}
+
 # run_scenario NAME: sets the scenario up, measures and reports it.
 run_scenario() {
     local name=$1 k
     declare -F "scenario_$name" >/dev/null || die "unknown scenario '$name'"
     SC_FAILOVER=0
+    SC_LIMITS=0
     SC_GATEWAY_VARS=()
     MEASURED=$TARGETS
     BASELINE=direct
     "scenario_$name"
-    if ((SC_FAILOVER)) && ! has_target gateway; then
+    if ((SC_FAILOVER || SC_LIMITS)) && ! has_target gateway; then
         log "bench: scenario $name skipped: it measures the gateway, which BENCH_TARGETS leaves out"
         return 0
     fi
@@ -891,7 +979,13 @@ run_scenario() {
     for k in "${!RES[@]}"; do unset "RES[$k]"; done
     NOISE_OTHER=0
     NOISE_WINDOW=0
-    if ((SC_FAILOVER)); then run_failover; else run_comparison; fi
+    if ((SC_FAILOVER)); then
+        run_failover
+    elif ((SC_LIMITS)); then
+        run_limits
+    else
+        run_comparison
+    fi
 }
 
 # run_comparison: direct, nginx and the gateway measured side by side and

@@ -82,7 +82,7 @@ impl Bucket {
         if units > self.rate.limit() {
             return Err(Refused::Never);
         }
-        let after = self.tat.max(now) + self.rate.cost_ns(units);
+        let after = self.tat.max(now).saturating_add(self.rate.cost_ns(units));
         match (after - now).checked_sub(self.rate.capacity_ns()) {
             Some(over) if over > 0 => Err(Refused::Wait(Duration::from_nanos(over))),
             _ => Ok(()),
@@ -211,6 +211,16 @@ mod tests {
         assert_eq!(b.reset(0), Duration::from_secs(120));
         assert_eq!(b.check(1, 0), Err(Refused::Wait(Duration::from_secs(61))));
         b.take(1, 61 * SECOND).unwrap();
+    }
+
+    #[test]
+    fn a_bucket_deep_in_debt_saturates_instead_of_overflowing() {
+        let mut b = Bucket::full(Rate::per_minute(1_000_000_000));
+        b.force(u64::MAX, 0);
+        assert_eq!(b.remaining(0), 0);
+        assert!(matches!(b.check(1, SECOND), Err(Refused::Wait(_))));
+        b.refund(u64::MAX, SECOND);
+        assert_eq!(b.remaining(SECOND), 1_000_000_000);
     }
 
     #[test]
