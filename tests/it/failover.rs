@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::support::free_port;
 use crate::support::gateway::{config, Gateway};
-use crate::support::http::{self, exchange, post, Conn, Events, Response};
+use crate::support::http::{self, exchange, open_stream, post, Response};
 use crate::support::upstream::{chunk_event, FakeUpstream, Recorded, Reply, StreamEnd};
 
 const CHAT: &str = r#"{"model":"main","messages":[{"role":"user","content":"hi"}]}"#;
@@ -286,13 +286,7 @@ async fn an_empty_stream_fails_over() {
 
 /// Streams `main` and returns every event's data.
 async fn stream(gw: &Gateway) -> Vec<String> {
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post("/v1/chat/completions", STREAM))
-        .await
-        .unwrap();
-    let head = conn.read_head().await.unwrap();
-    assert_eq!(head.status, 200);
-    Events::new(conn).rest().await.unwrap()
+    open_stream(gw.addr, STREAM).await.1.rest().await.unwrap()
 }
 
 #[tokio::test]

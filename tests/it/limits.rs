@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Barrier};
 
 use crate::support::gateway::{Gateway, KEY};
-use crate::support::http::{self, exchange, post, request, Conn, Events, Response};
+use crate::support::http::{self, exchange, open_stream, post, request, Conn, Response};
 use crate::support::upstream::{chunk_event, FakeUpstream, Reply, StreamEnd};
 
 /// The second key, `other`, which has no limits.
@@ -33,6 +33,19 @@ const ON_MOCK: &str = "providers:\n  demo: { type: mock }\nmodels:\n  main:\n   
 fn on_upstream(url: &str) -> String {
     format!(
         "providers:\n  up:\n    type: openai\n    base_url: {url}\n    api_key: sk-upstream-secret\nmodels:\n  main:\n    targets: [{{ provider: up, model: m }}]\n"
+    )
+}
+
+/// A gateway whose key `app` has `limit`, serving `main` from `up`.
+async fn gateway_on(up: &FakeUpstream, limit: &str) -> Gateway {
+    Gateway::start(&limited(limit, &on_upstream(&up.url("/v1")))).await
+}
+
+/// `(input_tokens, output_tokens)` of an access-log line.
+fn logged_tokens(line: &Value) -> (Option<u64>, Option<u64>) {
+    (
+        line["input_tokens"].as_u64(),
+        line["output_tokens"].as_u64(),
     )
 }
 
@@ -115,11 +128,7 @@ fn is_openai_duration(text: &str) -> bool {
 async fn a_burst_of_twice_the_limit_admits_exactly_the_limit() {
     const N: usize = 20;
     let up = FakeUpstream::start(|_| completion(1, 1)).await;
-    let gw = Gateway::start(&limited(
-        &format!("{{ requests_per_minute: {N} }}"),
-        &on_upstream(&up.url("/v1")),
-    ))
-    .await;
+    let gw = gateway_on(&up, &format!("{{ requests_per_minute: {N} }}")).await;
     // 2N connections, opened first, then released at once: every request lands
     // within one refill interval (3 s at 20 a minute).
     let barrier = Arc::new(Barrier::new(2 * N));
@@ -235,11 +244,7 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
         }
     })
     .await;
-    let gw = Gateway::start(&limited(
-        "{ tokens_per_minute: 100 }",
-        &on_upstream(&up.url("/v1")),
-    ))
-    .await;
+    let gw = gateway_on(&up, "{ tokens_per_minute: 100 }").await;
     let started = Instant::now();
     // A whole answer is corrected before its header: 100 − 10 used.
     let r = chat(&gw).await;
@@ -258,11 +263,7 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
 
     // A stream's header goes out with the estimate reserved (2 + 20), and the
     // end of the stream corrects it to the reported 7.
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post("/v1/chat/completions", STREAM))
-        .await
-        .unwrap();
-    let head = conn.read_head().await.unwrap();
+    let (head, mut events) = open_stream(gw.addr, STREAM).await;
     let reserved: u64 = head
         .header("x-ratelimit-remaining-tokens")
         .unwrap()
@@ -272,7 +273,7 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
         about(reserved, 90 - 22, 100, started.elapsed()),
         "{reserved}"
     );
-    let events = Events::new(conn).rest().await.unwrap();
+    let events = events.rest().await.unwrap();
     // The client did not ask for usage: the gateway did, and dropped the chunk.
     assert!(
         events.iter().all(|e| !e.contains("\"usage\":{")),
@@ -282,13 +283,7 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
     let sent = up.received()[1].json();
     assert_eq!(sent["stream_options"], json!({"include_usage": true}));
     let log = gw.log_lines(2).await;
-    assert_eq!(
-        (
-            log[1]["input_tokens"].as_u64(),
-            log[1]["output_tokens"].as_u64()
-        ),
-        (Some(3), Some(4))
-    );
+    assert_eq!(logged_tokens(&log[1]), (Some(3), Some(4)));
     assert_eq!(log[1]["usage_estimated"], false);
     let p = peek(&gw, KEY).await;
     assert!(about(
@@ -302,11 +297,7 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
 #[tokio::test]
 async fn a_failed_request_releases_its_tokens_but_counts_as_a_request() {
     let up = FakeUpstream::start(|_| Reply::error(500, "server_error", "boom")).await;
-    let gw = Gateway::start(&limited(
-        "{ requests_per_minute: 10, tokens_per_minute: 100 }",
-        &on_upstream(&up.url("/v1")),
-    ))
-    .await;
+    let gw = gateway_on(&up, "{ requests_per_minute: 10, tokens_per_minute: 100 }").await;
     let started = Instant::now();
     let r = chat(&gw).await;
     assert_eq!(r.status, 502);
@@ -332,10 +323,10 @@ async fn a_failed_request_releases_its_tokens_but_counts_as_a_request() {
 #[tokio::test]
 async fn a_request_larger_than_the_whole_budget_is_told_it_can_never_fit() {
     let up = FakeUpstream::start(|_| completion(1, 1)).await;
-    let gw = Gateway::start(&limited(
+    let gw = gateway_on(
+        &up,
         "{ requests_per_minute: 10, tokens_per_minute: 100, default_max_tokens: 500 }",
-        &on_upstream(&up.url("/v1")),
-    ))
+    )
     .await;
     // No max_tokens: the allowance is default_max_tokens, 500 > 100.
     let body = r#"{"model":"main","messages":[{"role":"user","content":"abcd"}]}"#;
@@ -445,27 +436,15 @@ async fn an_abandoned_stream_is_charged_for_what_was_generated() {
         end: StreamEnd::Clean,
     })
     .await;
-    let gw = Gateway::start(&limited(
-        "{ tokens_per_minute: 600 }",
-        &on_upstream(&up.url("/v1")),
-    ))
-    .await;
+    let gw = gateway_on(&up, "{ tokens_per_minute: 600 }").await;
     let started = Instant::now();
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post("/v1/chat/completions", STREAM))
-        .await
-        .unwrap();
-    assert_eq!(conn.read_head().await.unwrap().status, 200);
-    let mut events = Events::new(conn);
+    let (_, mut events) = open_stream(gw.addr, STREAM).await;
     assert!(events.next().await.unwrap().unwrap().contains(&generated));
     drop(events);
     let log = &gw.log_lines(1).await[0];
     assert_eq!(log["status"], 499);
     // 400 characters streamed: 100 tokens; the prompt's 8 characters: 2.
-    assert_eq!(
-        (log["input_tokens"].as_u64(), log["output_tokens"].as_u64()),
-        (Some(2), Some(100))
-    );
+    assert_eq!(logged_tokens(log), (Some(2), Some(100)));
     assert_eq!(log["usage_estimated"], true);
     let p = peek(&gw, KEY).await;
     assert!(about(
@@ -490,23 +469,11 @@ async fn a_stream_without_usage_is_charged_from_its_text_and_marked_estimated() 
         end: StreamEnd::Clean,
     })
     .await;
-    let gw = Gateway::start(&limited(
-        "{ tokens_per_minute: 600 }",
-        &on_upstream(&up.url("/v1")),
-    ))
-    .await;
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post("/v1/chat/completions", STREAM))
-        .await
-        .unwrap();
-    assert_eq!(conn.read_head().await.unwrap().status, 200);
-    let events = Events::new(conn).rest().await.unwrap();
+    let gw = gateway_on(&up, "{ tokens_per_minute: 600 }").await;
+    let events = open_stream(gw.addr, STREAM).await.1.rest().await.unwrap();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-    let log: &Value = &gw.log_lines(1).await[0];
-    assert_eq!(
-        (log["input_tokens"].as_u64(), log["output_tokens"].as_u64()),
-        (Some(2), Some(10))
-    );
+    let log = &gw.log_lines(1).await[0];
+    assert_eq!(logged_tokens(log), (Some(2), Some(10)));
     assert_eq!(log["usage_estimated"], true);
     assert_eq!(log["status"], 200);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::support::gateway::{config, Gateway};
-use crate::support::http::{post, Conn, Events};
+use crate::support::http::{self, post, Conn, Events};
 use crate::support::upstream::{chunk_event, FakeUpstream, Reply, StreamEnd};
 
 fn stream_config(base_url: &str) -> String {
@@ -23,19 +23,14 @@ const STREAM: &str =
     r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 async fn open_stream(gw: &Gateway) -> Events {
-    let mut conn = Conn::open(gw.addr).await.unwrap();
-    conn.send(&post("/v1/chat/completions", STREAM))
-        .await
-        .unwrap();
-    let head = conn.read_head().await.unwrap();
-    assert_eq!(head.status, 200);
+    let (head, events) = http::open_stream(gw.addr, STREAM).await;
     assert!(head
         .header("content-type")
         .unwrap()
         .starts_with("text/event-stream"));
     assert!(head.header("set-cookie").is_none());
     assert_eq!(head.header("x-switchyard-provider"), Some("up"));
-    Events::new(conn)
+    events
 }
 
 #[tokio::test]

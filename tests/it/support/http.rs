@@ -91,6 +91,18 @@ pub async fn get(
     conn.read_response().await
 }
 
+/// POSTs `body` (a streaming chat request) on a new connection and reads the
+/// head of its 200 answer: the head, and the events still to read.
+pub async fn open_stream(addr: SocketAddr, body: &str) -> (Head, Events) {
+    let mut conn = Conn::open(addr).await.expect("connect");
+    conn.send(&post("/v1/chat/completions", body))
+        .await
+        .expect("send");
+    let head = conn.read_head().await.expect("response head");
+    assert_eq!(head.status, 200, "{:?}", head.headers);
+    (head, Events::new(conn))
+}
+
 /// Sends raw `bytes` on a new connection and reads one response.
 pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Response {
     let mut conn = Conn::open(addr).await.expect("connect");
