@@ -592,16 +592,20 @@ impl Attempt<'_> {
         let result = self
             .relay(session, record, translator.as_mut(), exchange, pass)
             .await;
-        // A stream that reached the client but ended without usage (cut,
-        // abandoned, or from an upstream that cannot report it) is charged
-        // for what was generated, estimated from the streamed text.
+        // A stream that reached the client but ended early (cut, abandoned)
+        // keeps the usage the upstream already reported; without any (or from
+        // an upstream that cannot report it) it is charged for what was
+        // generated, estimated from the streamed text.
         let committed = record.status == 200;
         if committed && record.usage.is_none() {
-            record.usage = Some(Usage {
-                input_tokens: limits::prompt_tokens(self.request),
-                output_tokens: limits::tokens_in(translator.output_chars()),
-            });
-            record.usage_estimated = true;
+            record.usage = translator.usage();
+            if record.usage.is_none() {
+                record.usage = Some(Usage {
+                    input_tokens: limits::prompt_tokens(self.request),
+                    output_tokens: limits::tokens_in(translator.output_chars()),
+                });
+                record.usage_estimated = true;
+            }
             record.price = self.target.price;
         }
         result

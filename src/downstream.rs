@@ -17,6 +17,10 @@ use crate::record::RequestRecord;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientGone;
 
+/// The most headers the gateway adds itself: request id, attempts, provider,
+/// overhead and the six `x-ratelimit-*`.
+const OWN_HEADERS: usize = 10;
+
 /// A response header with the gateway's own headers; `extra` are already filtered.
 pub fn header(
     status: u16,
@@ -24,7 +28,7 @@ pub fn header(
     extra: &[(&'static str, String)],
 ) -> Result<ResponseHeader, ClientGone> {
     let build = || -> pingora::Result<ResponseHeader> {
-        let mut h = ResponseHeader::build(status, Some(14 + extra.len()))?;
+        let mut h = ResponseHeader::build(status, Some(OWN_HEADERS + extra.len()))?;
         for (name, value) in extra {
             h.append_header(*name, value.as_str())?;
         }

@@ -1,8 +1,8 @@
 //! The few fields of an LLM request body the gateway needs, read without
 //! re-serialising the rest.
 //!
-//! Only `model`, `stream`, `stream_options` and the token limits are decoded; the
-//! messages stay bytes. `model` is replaced by splicing its byte range, so unknown
+//! Only `model`, `stream`, `stream_options`, `n` and the token limits are decoded;
+//! the messages and tools stay bytes (their place is kept for the token estimate). `model` is replaced by splicing its byte range, so unknown
 //! fields, key order, number formatting and large base64 images reach the upstream
 //! exactly as the client sent them.
 
@@ -31,14 +31,17 @@ pub struct LlmRequest {
     /// Where `model` is in `body`; `None` when the model came from the URL and
     /// the body has none.
     model_span: Option<Range<usize>>,
-    /// Where `messages` (chat) or `input` (embeddings) is in `body`.
-    prompt_span: Range<usize>,
+    /// Where the prompt is in `body`: `messages` (chat) or `input` (embeddings),
+    /// then `tools` and `functions` when there.
+    prompt_spans: Vec<Range<usize>>,
     /// Where `stream_options` is in `body` (an object, or `null`).
     stream_options_span: Option<Range<usize>>,
     pub stream: bool,
     pub include_usage: bool,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
+    /// `n`: how many choices to generate (1 when absent).
+    pub choices: u64,
 }
 
 #[derive(Deserialize)]
@@ -55,7 +58,13 @@ struct Fields<'a> {
     #[serde(borrow)]
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(borrow)]
+    n: Option<&'a RawValue>,
+    #[serde(borrow)]
     messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow)]
+    functions: Option<&'a RawValue>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
 }
@@ -146,24 +155,33 @@ impl LlmRequest {
             },
             Operation::Embeddings => fields.input.ok_or_else(|| missing("input"))?,
         };
-        let prompt_span = span_of(prompt);
+        let choices = optional::<u64>(fields.n, "n", "an integer")?.unwrap_or(1);
+        let prompt_spans = [Some(prompt), fields.tools, fields.functions]
+            .into_iter()
+            .flatten()
+            .map(span_of)
+            .collect();
         let stream_options_span = fields.stream_options.map(span_of);
         Ok(LlmRequest {
             operation,
             body,
             model,
             model_span,
-            prompt_span,
+            prompt_spans,
             stream_options_span,
             stream,
             include_usage,
             max_tokens,
+            choices,
         })
     }
 
-    /// The prompt: `messages` of a chat completion, `input` of an embedding.
-    pub fn prompt(&self) -> &[u8] {
-        &self.body[self.prompt_span.clone()]
+    /// The parts of the prompt: `messages` of a chat completion (then its
+    /// `tools` and `functions`), `input` of an embedding.
+    pub fn prompt(&self) -> impl Iterator<Item = &[u8]> {
+        self.prompt_spans
+            .iter()
+            .map(|span| &self.body[span.clone()])
     }
 
     /// Whether the upstream must be asked for the stream's usage although the
@@ -289,7 +307,10 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             body.replace("\"gpt-4o\"", "\"gpt-4o-2024-08-06\"")
         );
-        assert_eq!(req.prompt(), br#"[{"role":"user","content":"h\u00e9"}]"#);
+        assert_eq!(
+            req.prompt().collect::<Vec<_>>(),
+            [&br#"[{"role":"user","content":"h\u00e9"}]"#[..]]
+        );
     }
 
     #[test]

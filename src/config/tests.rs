@@ -360,6 +360,16 @@ fn rate_limits_that_limit_nothing_are_refused() {
             "at most",
         ),
         (
+            "{ tokens_per_minute: 1000 }",
+            "keys[0].rate_limit.tokens_per_minute",
+            "`default_max_tokens` (1024, the default) must be below",
+        ),
+        (
+            "{ tokens_per_minute: 1000, default_max_tokens: 1000 }",
+            "keys[0].rate_limit.default_max_tokens",
+            "or every request that names no max_tokens could never fit",
+        ),
+        (
             "{ requests_per_minute: 5, default_max_tokens: 10 }",
             "keys[0].rate_limit.default_max_tokens",
             "only applies with `tokens_per_minute`",

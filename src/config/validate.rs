@@ -173,6 +173,26 @@ fn rate_limit(raw: RawRateLimit, at: &FieldPath) -> Checked<RateLimit> {
             at.key("default_max_tokens"),
             "only applies with `tokens_per_minute`",
         ),
+        // Every request that names no max_tokens would be refused as never
+        // fitting: the budget could not take its default output allowance.
+        RateLimit {
+            tokens_per_minute: Some(tokens),
+            default_max_tokens,
+            ..
+        } if default_max_tokens >= tokens => {
+            fault(
+                at.key(if raw.default_max_tokens.is_some() {
+                    "default_max_tokens"
+                } else {
+                    "tokens_per_minute"
+                }),
+                format!(
+                "`default_max_tokens` ({default_max_tokens}{}) must be below `tokens_per_minute` \
+                 ({tokens}), or every request that names no max_tokens could never fit",
+                if raw.default_max_tokens.is_some() { "" } else { ", the default" }
+            ),
+            )
+        }
         _ => Ok(limit),
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! "Prompt characters" are the characters of the text the model reads: every
 //! string in `messages` (or an embedding's `input`), roles, names and tool-call
-//! arguments included. Inline media (`image_url.url`, `input_audio.data`,
+//! arguments included, and the `tools` (or `functions`) offered. Inline media (`image_url.url`, `input_audio.data`,
 //! `file.file_data`) is skipped: a base64 image is hundreds of kilobytes of
 //! characters but a few hundred tokens, and counting it would refuse requests
 //! that fit. The reservation is corrected to the upstream's real usage anyway;
@@ -12,7 +12,9 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 use crate::llm_request::{LlmRequest, Operation};
 
@@ -21,24 +23,48 @@ const CHARS_PER_TOKEN: u64 = 4;
 /// Members whose string value is inline media, not text the model reads as such.
 const MEDIA_MEMBERS: [&str; 3] = ["url", "data", "file_data"];
 
-/// The tokens `request` reserves: its prompt, plus `max_completion_tokens` /
-/// `max_tokens` or `default_max_tokens` for a chat completion (an embedding
-/// produces no output tokens).
-pub fn request_tokens(request: &LlmRequest, default_max_tokens: u64) -> u64 {
+/// What a request reserves, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// The prompt's characters ÷ 4, rounded up.
+    pub prompt: u64,
+    /// `max_completion_tokens` / `max_tokens`, or `default_max_tokens`, for
+    /// each of the `n` choices of a chat completion (an embedding generates none).
+    pub output: u64,
+}
+
+impl Estimate {
+    /// Both together: what the token budget reserves.
+    pub fn total(self) -> u64 {
+        self.prompt.saturating_add(self.output)
+    }
+}
+
+/// The tokens `request` reserves when it names no output limit of its own and
+/// the key's allowance is `default_max_tokens`.
+pub fn request_tokens(request: &LlmRequest, default_max_tokens: u64) -> Estimate {
     let output = match request.operation {
-        Operation::ChatCompletions => request.max_tokens.unwrap_or(default_max_tokens),
+        Operation::ChatCompletions => request
+            .max_tokens
+            .unwrap_or(default_max_tokens)
+            .saturating_mul(request.choices.max(1)),
         Operation::Embeddings => 0,
     };
-    prompt_tokens(request).saturating_add(output)
+    Estimate {
+        prompt: prompt_tokens(request),
+        output,
+    }
 }
 
 /// The prompt's estimated tokens.
 pub fn prompt_tokens(request: &LlmRequest) -> u64 {
     let mut chars = 0;
-    let mut json = serde_json::Deserializer::from_slice(request.prompt());
-    // `LlmRequest::parse` has checked the JSON; a failure here only means less
-    // was counted.
-    let _ = Walk(&mut chars).deserialize(&mut json);
+    for part in request.prompt() {
+        let mut json = serde_json::Deserializer::from_slice(part);
+        // `LlmRequest::parse` has checked the JSON; a failure here only means
+        // less was counted.
+        let _ = Walk(&mut chars).deserialize(&mut json);
+    }
     tokens_in(chars)
 }
 
@@ -100,14 +126,38 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if MEDIA_MEMBERS.contains(&key.as_ref()) {
+        while let Some(MediaMember(media)) = map.next_key()? {
+            if media {
                 map.next_value::<IgnoredAny>()?;
             } else {
                 map.next_value_seed(Walk(self.0))?;
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an object member's name is one of [`MEDIA_MEMBERS`], read without
+/// copying the name.
+struct MediaMember(bool);
+
+impl<'de> Deserialize<'de> for MediaMember {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(MediaMemberVisitor)
+    }
+}
+
+struct MediaMemberVisitor;
+
+impl Visitor<'_> for MediaMemberVisitor {
+    type Value = MediaMember;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<MediaMember, E> {
+        Ok(MediaMember(MEDIA_MEMBERS.contains(&name)))
     }
 }
 
@@ -128,16 +178,27 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"h\u00e9llo w\u00f6rld"}]}"#,
         );
         assert_eq!(prompt_tokens(&r), 8);
-        assert_eq!(request_tokens(&r, 1024), 8 + 1024);
+        assert_eq!(request_tokens(&r, 1024).total(), 8 + 1024);
     }
 
     #[test]
     fn the_output_allowance_is_the_request_s_own_limit_when_it_names_one() {
         let r =
             chat(r#"{"model":"m","max_tokens":50,"messages":[{"role":"user","content":"abcd"}]}"#);
-        assert_eq!(request_tokens(&r, 1024), 2 + 50);
+        assert_eq!(
+            request_tokens(&r, 1024),
+            Estimate {
+                prompt: 2,
+                output: 50
+            }
+        );
         let r = chat(r#"{"model":"m","max_tokens":50,"max_completion_tokens":70,"messages":[]}"#);
-        assert_eq!(request_tokens(&r, 1024), 70);
+        assert_eq!(request_tokens(&r, 1024).total(), 70);
+        // Each of the n choices may use the whole allowance.
+        let r = chat(r#"{"model":"m","n":3,"max_tokens":50,"messages":[]}"#);
+        assert_eq!(request_tokens(&r, 1024).output, 150);
+        let r = chat(r#"{"model":"m","n":2,"messages":[]}"#);
+        assert_eq!(request_tokens(&r, 100).output, 200);
     }
 
     #[test]
@@ -157,6 +218,16 @@ mod tests {
             Bytes::from_static(br#"{"model":"e","input":["abcdefgh", [1, 2, 3]]}"#),
         )
         .unwrap();
-        assert_eq!(request_tokens(&r, 1024), 2 + 3);
+        assert_eq!(request_tokens(&r, 1024).total(), 2 + 3);
+    }
+
+    #[test]
+    fn the_tools_offered_are_part_of_the_prompt() {
+        // "user" 4 + "hi" 2 + "function" 8 + "get_weather" 11 + "Weather." 8
+        // + "object" 6 = 39 → 10 tokens.
+        let r = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather.","parameters":{"type":"object"}}}]}"#,
+        );
+        assert_eq!(prompt_tokens(&r), 10);
     }
 }

@@ -73,6 +73,7 @@ impl Bucket {
         Bucket { rate, tat: 0 }
     }
 
+    /// The rate it refills at (and its capacity).
     pub fn rate(&self) -> Rate {
         self.rate
     }

@@ -4,6 +4,10 @@
 //! and then takes from both in the same critical section, so a request refused by
 //! its tokens never holds a request unit another request was refused for. The
 //! lock is held for a few arithmetic operations, never across an await.
+//!
+//! A key keeps one limiter for as long as it is configured; a changed limit
+//! resizes it in place, so requests admitted before the change still settle
+//! their reservations on the same buckets.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,7 +20,9 @@ use crate::config::RateLimit;
 /// Which budget ran out: OpenAI's error `type` for the 429.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
+    /// `requests_per_minute`.
     Requests,
+    /// `tokens_per_minute`.
     Tokens,
 }
 
@@ -33,18 +39,22 @@ impl Budget {
 /// Why a request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
+    /// The budget that has no room (the one that takes longest to make room).
     pub budget: Budget,
     /// How long until it fits; `None`: it never can (larger than the budget).
     pub wait: Option<Duration>,
-    /// What the request asked of that budget, and the budget's size.
+    /// What the request asked of that budget.
     pub requested: u64,
+    /// The budget's size: its limit per minute.
     pub limit: u64,
 }
 
 /// A budget's state as the `x-ratelimit-*` headers report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Level {
+    /// The limit per minute (the bucket's capacity).
     pub limit: u64,
+    /// Whole units that can be taken now.
     pub remaining: u64,
     /// Time until the bucket is full again.
     pub reset: Duration,
@@ -57,15 +67,16 @@ pub struct Levels {
     pub tokens: Option<Level>,
 }
 
+/// The limits and the buckets that enforce them, changed together.
 #[derive(Debug, Clone, Copy)]
 struct Buckets {
+    settings: RateLimit,
     requests: Option<Bucket>,
     tokens: Option<Bucket>,
 }
 
 /// The limiter of one virtual key.
 pub struct KeyLimiter {
-    settings: RateLimit,
     /// Bucket times are nanoseconds since this instant.
     epoch: Instant,
     buckets: Mutex<Buckets>,
@@ -77,9 +88,9 @@ impl KeyLimiter {
     /// Full buckets for `settings`.
     pub fn new(settings: RateLimit, refused: IntCounter) -> KeyLimiter {
         KeyLimiter {
-            settings,
             epoch: Instant::now(),
             buckets: Mutex::new(Buckets {
+                settings,
                 requests: settings.requests_per_minute.map(full),
                 tokens: settings.tokens_per_minute.map(full),
             }),
@@ -87,32 +98,28 @@ impl KeyLimiter {
         }
     }
 
-    /// The limits this limiter enforces.
+    /// The limits this limiter enforces now.
     pub fn settings(&self) -> RateLimit {
-        self.settings
+        self.lock().settings
     }
 
-    /// This limiter under new `settings`: each budget kept as full as it is in
-    /// proportion, so a changed limit applies at once (a budget the key did not
-    /// have starts full).
-    pub fn resized(&self, settings: RateLimit) -> KeyLimiter {
+    /// Enforces `settings` from now on: each budget is kept as full as it is in
+    /// proportion, so a changed limit applies at once without granting a fresh
+    /// burst (a budget the key did not have starts full).
+    pub fn resize(&self, settings: RateLimit) {
         let now = self.now();
-        let old = *self.lock();
+        let mut buckets = self.lock();
         let resize = |old: Option<Bucket>, per_minute: Option<u64>| {
             per_minute.map(|n| match old {
                 Some(bucket) => bucket.resized(Rate::per_minute(n), now),
                 None => full(n),
             })
         };
-        KeyLimiter {
+        *buckets = Buckets {
             settings,
-            epoch: self.epoch,
-            buckets: Mutex::new(Buckets {
-                requests: resize(old.requests, settings.requests_per_minute),
-                tokens: resize(old.tokens, settings.tokens_per_minute),
-            }),
-            refused: self.refused.clone(),
-        }
+            requests: resize(buckets.requests, settings.requests_per_minute),
+            tokens: resize(buckets.tokens, settings.tokens_per_minute),
+        };
     }
 
     /// Admits one request that reserves `tokens`, or says which budget refused
@@ -275,7 +282,8 @@ mod tests {
             tokens_per_minute: Some(50),
             default_max_tokens: 1024,
         };
-        let resized = l.resized(settings);
+        l.resize(settings);
+        let resized = l;
         let levels = resized.levels();
         assert_eq!(
             (

@@ -15,6 +15,5 @@ mod registry;
 mod reservation;
 
 pub use estimate::{prompt_tokens, tokens_in};
-pub use headers::openai_duration;
 pub use registry::Limits;
 pub use reservation::Reservation;

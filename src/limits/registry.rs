@@ -1,8 +1,9 @@
 //! Every key's limiter, keyed by key name, beside the swappable config.
 //!
 //! A reload builds new `VirtualKey`s; their limiter is found again here by name,
-//! so budgets carry over — and when a key's limits changed, its limiter is resized
-//! in place of the old one, so the new limit applies to the very next request.
+//! so budgets carry over — and `sync`, run on each new config before it serves,
+//! resizes the limiter of a key whose limits changed, in place, so the new limit
+//! applies to the very next request.
 //! Only configured keys with limits have a limiter: a request with an unknown key
 //! is refused before it gets here, so memory stays bounded by the config.
 
@@ -36,29 +37,30 @@ impl Limits {
         {
             let by_key = self.by_key.read().unwrap_or_else(|e| e.into_inner());
             if let Some(limiter) = by_key.get(&key.name) {
-                if limiter.settings() == settings {
-                    return Some(limiter.clone());
-                }
+                return Some(limiter.clone());
             }
         }
         let mut by_key = self.by_key.write().unwrap_or_else(|e| e.into_inner());
-        let limiter = match by_key.get(&key.name) {
-            Some(limiter) if limiter.settings() == settings => return Some(limiter.clone()),
-            Some(old) => Arc::new(old.resized(settings)),
-            None => Arc::new(KeyLimiter::new(
+        let limiter = by_key.entry(key.name.clone()).or_insert_with(|| {
+            Arc::new(KeyLimiter::new(
                 settings,
                 self.refused.with_label_values(&[key.name.as_str()]),
-            )),
-        };
-        by_key.insert(key.name.clone(), limiter.clone());
-        Some(limiter)
+            ))
+        });
+        Some(limiter.clone())
     }
 
-    /// Makes the registry match `config`: a limiter (and a zero series) for every
-    /// key with limits, none for keys without or gone.
+    /// Makes the registry match `config`, before it serves: a limiter (and a zero
+    /// series) for every key with limits, resized where its limits changed, and
+    /// none for keys without limits or gone. Only this resizes, so a request still
+    /// on the previous snapshot cannot turn a changed limit back.
     pub fn sync(&self, config: &Config) {
         for key in &config.keys {
-            self.get(key);
+            if let (Some(limiter), Some(settings)) = (self.get(key), key.rate_limit) {
+                if limiter.settings() != settings {
+                    limiter.resize(settings);
+                }
+            }
         }
         let mut by_key = self.by_key.write().unwrap_or_else(|e| e.into_inner());
         by_key.retain(|name, _| {
@@ -81,52 +83,51 @@ mod tests {
     use prometheus::Opts;
 
     use super::*;
-    use crate::config::{RateLimit, Secret};
 
-    fn key(name: &str, requests: Option<u64>) -> VirtualKey {
-        VirtualKey {
-            name: name.into(),
-            secret: Secret::new(format!("sk-{name}")),
-            allowed_models: None,
-            rate_limit: requests.map(|n| RateLimit {
-                requests_per_minute: Some(n),
-                tokens_per_minute: None,
-                default_max_tokens: 1024,
-            }),
-        }
-    }
-
-    fn remaining(limits: &Limits, key: &VirtualKey) -> u64 {
-        limits
-            .get(key)
-            .unwrap()
-            .levels()
-            .requests
-            .unwrap()
-            .remaining
+    /// A config with these `keys` lines and a mock model.
+    fn config(keys: &str) -> Config {
+        let text = format!(
+            "keys:\n{keys}providers:\n  demo: {{ type: mock }}\nmodels:\n  demo:\n    targets: [{{ provider: demo, model: m }}]\n"
+        );
+        crate::config::parse(&text, "test.yaml").unwrap()
     }
 
     #[test]
     fn budgets_carry_over_and_a_changed_limit_applies_at_once() {
         let refused = IntCounterVec::new(Opts::new("r", "t"), &["key"]).unwrap();
         let limits = Limits::new(refused.clone());
-        assert!(limits.get(&key("free", None)).is_none());
-        let app = key("app", Some(10));
-        limits.get(&app).unwrap().admit(0).unwrap();
-        assert_eq!(remaining(&limits, &key("app", Some(10))), 9);
-        // 10 → 20 per minute with a tenth used: still a tenth used.
-        assert_eq!(remaining(&limits, &key("app", Some(20))), 18);
+        let ten = config("  - { name: app, key: sk-a, rate_limit: { requests_per_minute: 10 } }\n  - { name: free, key: sk-f }\n");
+        limits.sync(&ten);
+        assert!(limits.get(&ten.keys[1]).is_none());
+        let before_reload = limits.get(&ten.keys[0]).unwrap();
+        before_reload.admit(0).unwrap();
+        let remaining = |key: &VirtualKey| {
+            limits
+                .get(key)
+                .unwrap()
+                .levels()
+                .requests
+                .unwrap()
+                .remaining
+        };
+        assert_eq!(remaining(&ten.keys[0]), 9);
+        // 10 → 20 a minute with a tenth used: still a tenth used, on the same
+        // limiter the requests admitted before the change settle on.
+        let twenty =
+            config("  - { name: app, key: sk-a, rate_limit: { requests_per_minute: 20 } }\n");
+        limits.sync(&twenty);
+        assert_eq!(remaining(&twenty.keys[0]), 18);
+        assert!(Arc::ptr_eq(
+            &before_reload,
+            &limits.get(&twenty.keys[0]).unwrap()
+        ));
+        // A request still on the old snapshot does not turn the limit back.
+        assert_eq!(remaining(&ten.keys[0]), 18);
         assert_eq!(refused.with_label_values(&["app"]).get(), 0);
     }
 
     #[test]
     fn sync_keeps_only_keys_with_limits_and_their_series() {
-        let config = |keys: &str| {
-            let text = format!(
-                "keys:\n{keys}providers:\n  demo: {{ type: mock }}\nmodels:\n  demo:\n    targets: [{{ provider: demo, model: m }}]\n"
-            );
-            crate::config::parse(&text, "test.yaml").unwrap()
-        };
         let refused = IntCounterVec::new(Opts::new("r", "t"), &["key"]).unwrap();
         let limits = Limits::new(refused.clone());
         limits.sync(&config(

@@ -8,10 +8,9 @@
 
 use std::sync::Arc;
 
-use super::estimate;
-use super::headers::rate_limit_headers;
+use super::estimate::{self, Estimate};
+use super::headers::{openai_duration, rate_limit_headers};
 use super::key_limiter::{Budget, KeyLimiter, Refusal};
-use super::openai_duration;
 use crate::errors::ApiError;
 use crate::llm_request::LlmRequest;
 
@@ -41,14 +40,17 @@ impl Reservation {
     /// refused it, and for how long.
     pub fn admit(&mut self, request: &LlmRequest) -> Result<(), ApiError> {
         let settings = self.limiter.settings();
-        let tokens = match settings.tokens_per_minute {
+        let estimate = match settings.tokens_per_minute {
             Some(_) => estimate::request_tokens(request, settings.default_max_tokens),
-            None => 0,
+            None => Estimate {
+                prompt: 0,
+                output: 0,
+            },
         };
         self.limiter
-            .admit(tokens)
-            .map_err(|refusal| self.refused(refusal))?;
-        self.tokens = tokens;
+            .admit(estimate.total())
+            .map_err(|refusal| self.refused(refusal, estimate))?;
+        self.tokens = estimate.total();
         self.open = true;
         Ok(())
     }
@@ -70,7 +72,8 @@ impl Reservation {
         rate_limit_headers(&self.limiter.levels())
     }
 
-    fn refused(&self, refusal: Refusal) -> ApiError {
+    /// The 429 for `refusal` of a request that reserves `estimate`.
+    fn refused(&self, refusal: Refusal, estimate: Estimate) -> ApiError {
         let Refusal {
             budget,
             wait,
@@ -85,8 +88,10 @@ impl Reservation {
         let Some(wait) = wait else {
             return ApiError::never_fits(format!(
                 "Request too large for key '{key}' on {per_minute}: limit {limit}, requested \
-                 {requested} (estimated: prompt characters / 4 plus max_tokens). It can never \
-                 fit; lower max_tokens or max_completion_tokens, or shorten the prompt."
+                 {requested} (estimated: {} for the prompt, at 4 characters a token, plus {} \
+                 for the output: max_tokens, or the key's default, times n). It can never \
+                 fit; lower max_tokens or max_completion_tokens, or shorten the prompt.",
+                estimate.prompt, estimate.output
             ));
         };
         let retry_after_ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);

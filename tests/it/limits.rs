@@ -244,7 +244,7 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
         }
     })
     .await;
-    let gw = gateway_on(&up, "{ tokens_per_minute: 100 }").await;
+    let gw = gateway_on(&up, "{ tokens_per_minute: 100, default_max_tokens: 50 }").await;
     let started = Instant::now();
     // A whole answer is corrected before its header: 100 − 10 used.
     let r = chat(&gw).await;
@@ -297,7 +297,11 @@ async fn tokens_are_reserved_then_corrected_to_the_reported_usage() {
 #[tokio::test]
 async fn a_failed_request_releases_its_tokens_but_counts_as_a_request() {
     let up = FakeUpstream::start(|_| Reply::error(500, "server_error", "boom")).await;
-    let gw = gateway_on(&up, "{ requests_per_minute: 10, tokens_per_minute: 100 }").await;
+    let gw = gateway_on(
+        &up,
+        "{ requests_per_minute: 10, tokens_per_minute: 100, default_max_tokens: 50 }",
+    )
+    .await;
     let started = Instant::now();
     let r = chat(&gw).await;
     assert_eq!(r.status, 502);
@@ -325,18 +329,21 @@ async fn a_request_larger_than_the_whole_budget_is_told_it_can_never_fit() {
     let up = FakeUpstream::start(|_| completion(1, 1)).await;
     let gw = gateway_on(
         &up,
-        "{ requests_per_minute: 10, tokens_per_minute: 100, default_max_tokens: 500 }",
+        "{ requests_per_minute: 10, tokens_per_minute: 100, default_max_tokens: 50 }",
     )
     .await;
-    // No max_tokens: the allowance is default_max_tokens, 500 > 100.
-    let body = r#"{"model":"main","messages":[{"role":"user","content":"abcd"}]}"#;
+    // Two choices of up to 250 tokens each, and a prompt of 2: 502 > 100.
+    let body =
+        r#"{"model":"main","n":2,"max_tokens":250,"messages":[{"role":"user","content":"abcd"}]}"#;
     let r = exchange(gw.addr, &post("/v1/chat/completions", body)).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.error_code(), "rate_limit_exceeded");
     assert_eq!(r.json()["error"]["type"], "tokens");
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
-        message.contains("never fit") && message.contains("requested 502"),
+        message.contains("never fit")
+            && message.contains("requested 502 (estimated: 2 for the prompt")
+            && message.contains("plus 500 for the output"),
         "{message}"
     );
     assert!(r.header("retry-after").is_none() && r.header("retry-after-ms").is_none());
@@ -436,7 +443,7 @@ async fn an_abandoned_stream_is_charged_for_what_was_generated() {
         end: StreamEnd::Clean,
     })
     .await;
-    let gw = gateway_on(&up, "{ tokens_per_minute: 600 }").await;
+    let gw = gateway_on(&up, "{ tokens_per_minute: 600, default_max_tokens: 50 }").await;
     let started = Instant::now();
     let (_, mut events) = open_stream(gw.addr, STREAM).await;
     assert!(events.next().await.unwrap().unwrap().contains(&generated));
@@ -469,11 +476,80 @@ async fn a_stream_without_usage_is_charged_from_its_text_and_marked_estimated() 
         end: StreamEnd::Clean,
     })
     .await;
-    let gw = gateway_on(&up, "{ tokens_per_minute: 600 }").await;
+    let gw = gateway_on(&up, "{ tokens_per_minute: 600, default_max_tokens: 50 }").await;
     let events = open_stream(gw.addr, STREAM).await.1.rest().await.unwrap();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let log = &gw.log_lines(1).await[0];
     assert_eq!(logged_tokens(log), (Some(2), Some(10)));
     assert_eq!(log["usage_estimated"], true);
     assert_eq!(log["status"], 200);
+}
+
+#[tokio::test]
+async fn a_client_that_asked_for_usage_gets_the_usage_chunk() {
+    let up = FakeUpstream::start(|_| Reply::Stream {
+        events: vec![
+            chunk_event("hello"),
+            finish_event(),
+            usage_event(3, 4),
+            "data: [DONE]\n\n".into(),
+        ],
+        gate: None,
+        end: StreamEnd::Clean,
+    })
+    .await;
+    let gw = gateway_on(&up, "{ tokens_per_minute: 100, default_max_tokens: 50 }").await;
+    let asked = r#"{"model":"main","stream":true,"stream_options":{"include_usage":true},"max_tokens":20,"messages":[{"role":"user","content":"abcd"}]}"#;
+    let events = open_stream(gw.addr, asked).await.1.rest().await.unwrap();
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["usage"]["total_tokens"], 7);
+    assert_eq!(
+        up.received()[0].json()["stream_options"],
+        json!({"include_usage": true})
+    );
+    assert_eq!(logged_tokens(&gw.log_lines(1).await[0]), (Some(3), Some(4)));
+}
+
+#[tokio::test]
+async fn an_azure_api_version_without_stream_usage_is_charged_from_the_text() {
+    // Azure's GA api-version 2024-10-21 refuses `stream_options`: the gateway
+    // leaves it out, so the stream's usage can only be estimated.
+    let up = FakeUpstream::start(|_| Reply::Stream {
+        events: vec![
+            chunk_event(&"z".repeat(80)),
+            finish_event(),
+            "data: [DONE]\n\n".into(),
+        ],
+        gate: None,
+        end: StreamEnd::Clean,
+    })
+    .await;
+    let azure = format!(
+        "providers:\n  az:\n    type: azure\n    endpoint: {}\n    api_key: azure-key-1234\n    api_version: \"2024-10-21\"\nmodels:\n  main:\n    targets: [{{ provider: az, deployment: dep }}]\n",
+        up.url("")
+    );
+    let gw = Gateway::start(&limited(
+        "{ tokens_per_minute: 1000, default_max_tokens: 50 }",
+        &azure,
+    ))
+    .await;
+    let (head, mut events) = open_stream(gw.addr, STREAM).await;
+    assert!(head.header("x-ratelimit-remaining-tokens").is_some());
+    assert_eq!(
+        events.rest().await.unwrap().last().map(String::as_str),
+        Some("[DONE]")
+    );
+    let sent = &up.received()[0];
+    assert!(sent
+        .path
+        .starts_with("/openai/deployments/dep/chat/completions"));
+    assert!(
+        sent.json().get("stream_options").is_none(),
+        "{}",
+        sent.json()
+    );
+    let log = &gw.log_lines(1).await[0];
+    // 8 prompt characters: 2 tokens; 80 streamed: 20.
+    assert_eq!(logged_tokens(log), (Some(2), Some(20)));
+    assert_eq!(log["usage_estimated"], true);
 }

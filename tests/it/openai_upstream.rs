@@ -258,6 +258,10 @@ async fn upstream_rate_limits_become_429_with_retry_after() {
         (r.status, r.error_code().as_str()),
         (429, "insufficient_quota")
     );
+    // An exhausted account does not come back by waiting: no retry hint, and
+    // the SDKs are told not to retry.
+    assert!(r.header("retry-after").is_none());
+    assert_eq!(r.header("x-should-retry"), Some("false"));
 }
 
 #[tokio::test]
