@@ -36,6 +36,21 @@ fn on_upstream(url: &str) -> String {
     )
 }
 
+/// A fake that answers every request with a clean stream of `events`, then
+/// `[DONE]`.
+async fn streaming(events: Vec<String>) -> FakeUpstream {
+    FakeUpstream::start(move |_| Reply::Stream {
+        events: events
+            .iter()
+            .cloned()
+            .chain(["data: [DONE]\n\n".to_string()])
+            .collect(),
+        gate: None,
+        end: StreamEnd::Clean,
+    })
+    .await
+}
+
 /// A gateway whose key `app` has `limit`, serving `main` from `up`.
 async fn gateway_on(up: &FakeUpstream, limit: &str) -> Gateway {
     Gateway::start(&limited(limit, &on_upstream(&up.url("/v1")))).await
@@ -466,16 +481,7 @@ async fn an_abandoned_stream_is_charged_for_what_was_generated() {
 #[tokio::test]
 async fn a_stream_without_usage_is_charged_from_its_text_and_marked_estimated() {
     // An upstream that ignores `stream_options` (an old OpenAI-compatible server).
-    let up = FakeUpstream::start(|_| Reply::Stream {
-        events: vec![
-            chunk_event(&"y".repeat(40)),
-            finish_event(),
-            "data: [DONE]\n\n".into(),
-        ],
-        gate: None,
-        end: StreamEnd::Clean,
-    })
-    .await;
+    let up = streaming(vec![chunk_event(&"y".repeat(40)), finish_event()]).await;
     let gw = gateway_on(&up, "{ tokens_per_minute: 600, default_max_tokens: 50 }").await;
     let events = open_stream(gw.addr, STREAM).await.1.rest().await.unwrap();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
@@ -487,16 +493,11 @@ async fn a_stream_without_usage_is_charged_from_its_text_and_marked_estimated() 
 
 #[tokio::test]
 async fn a_client_that_asked_for_usage_gets_the_usage_chunk() {
-    let up = FakeUpstream::start(|_| Reply::Stream {
-        events: vec![
-            chunk_event("hello"),
-            finish_event(),
-            usage_event(3, 4),
-            "data: [DONE]\n\n".into(),
-        ],
-        gate: None,
-        end: StreamEnd::Clean,
-    })
+    let up = streaming(vec![
+        chunk_event("hello"),
+        finish_event(),
+        usage_event(3, 4),
+    ])
     .await;
     let gw = gateway_on(&up, "{ tokens_per_minute: 100, default_max_tokens: 50 }").await;
     let asked = r#"{"model":"main","stream":true,"stream_options":{"include_usage":true},"max_tokens":20,"messages":[{"role":"user","content":"abcd"}]}"#;
@@ -514,16 +515,7 @@ async fn a_client_that_asked_for_usage_gets_the_usage_chunk() {
 async fn an_azure_api_version_without_stream_usage_is_charged_from_the_text() {
     // Azure's GA api-version 2024-10-21 refuses `stream_options`: the gateway
     // leaves it out, so the stream's usage can only be estimated.
-    let up = FakeUpstream::start(|_| Reply::Stream {
-        events: vec![
-            chunk_event(&"z".repeat(80)),
-            finish_event(),
-            "data: [DONE]\n\n".into(),
-        ],
-        gate: None,
-        end: StreamEnd::Clean,
-    })
-    .await;
+    let up = streaming(vec![chunk_event(&"z".repeat(80)), finish_event()]).await;
     let azure = format!(
         "providers:\n  az:\n    type: azure\n    endpoint: {}\n    api_key: azure-key-1234\n    api_version: \"2024-10-21\"\nmodels:\n  main:\n    targets: [{{ provider: az, deployment: dep }}]\n",
         up.url("")
