@@ -2,8 +2,9 @@
 //! re-serialising the rest.
 //!
 //! Only `model`, `stream`, `stream_options`, `n` and the token limits are decoded;
-//! the messages and tools stay bytes (their place is kept for the token estimate). `model` is replaced by splicing its byte range, so unknown
-//! fields, key order, number formatting and large base64 images reach the upstream
+//! the messages and tools stay bytes (their place is kept for the token
+//! estimate). `model` is replaced by splicing its byte range, so unknown fields,
+//! key order, number formatting and large base64 images reach the upstream
 //! exactly as the client sent them.
 
 use std::ops::Range;
@@ -193,9 +194,10 @@ impl LlmRequest {
     }
 
     /// The body for an OpenAI-shaped upstream: `model` set to `target_model` and,
-    /// when [`asks_upstream_usage`](Self::asks_upstream_usage),
-    /// `stream_options.include_usage` turned on. Every other byte is kept.
-    pub fn upstream_body(&self, target_model: &str) -> Bytes {
+    /// when [`asks_upstream_usage`](Self::asks_upstream_usage) and the upstream
+    /// takes `stream_options` (`stream_options_accepted`), `include_usage` turned
+    /// on. Every other byte is kept.
+    pub fn upstream_body(&self, target_model: &str, stream_options_accepted: bool) -> Bytes {
         let model = quoted(target_model);
         let mut replaced: Vec<(Range<usize>, String)> = Vec::with_capacity(2);
         let mut added: Vec<String> = Vec::new();
@@ -204,7 +206,7 @@ impl LlmRequest {
             Some(span) => replaced.push((span.clone(), model)),
             None => added.push(format!("\"model\":{model}")),
         }
-        if self.asks_upstream_usage() {
+        if stream_options_accepted && self.asks_upstream_usage() {
             match &self.stream_options_span {
                 Some(span) => replaced.push((span.clone(), self.options_with_usage(span))),
                 None => added.push(r#""stream_options":{"include_usage":true}"#.to_string()),
@@ -302,7 +304,7 @@ mod tests {
         let req = chat(body).unwrap();
         assert_eq!(req.model, "gpt-4o");
         assert!(!req.stream);
-        let out = req.upstream_body("gpt-4o-2024-08-06");
+        let out = req.upstream_body("gpt-4o-2024-08-06", true);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             body.replace("\"gpt-4o\"", "\"gpt-4o-2024-08-06\"")
@@ -316,7 +318,7 @@ mod tests {
     #[test]
     fn a_stream_asks_the_upstream_for_usage_the_client_did_not_ask_for() {
         let upstream = |body: &str| {
-            let out = chat(body).unwrap().upstream_body("up");
+            let out = chat(body).unwrap().upstream_body("up", true);
             String::from_utf8(out.to_vec()).unwrap()
         };
         assert_eq!(
@@ -337,6 +339,14 @@ mod tests {
             r#"{"model":"up","messages":[],"stream":true,"stream_options":{"include_usage":true}}"#;
         assert_eq!(upstream(asked), asked);
         assert!(!chat(asked).unwrap().asks_upstream_usage());
+        // An upstream that does not take the option is not sent it.
+        let not_taken = chat(r#"{"model":"m","messages":[],"stream":true}"#)
+            .unwrap()
+            .upstream_body("up", false);
+        assert_eq!(
+            &not_taken[..],
+            br#"{"model":"up","messages":[],"stream":true}"#
+        );
         let op = Operation::ChatCompletions;
         let azure_shape =
             LlmRequest::parse_for_model(op, Bytes::from_static(br#"{"stream":true}"#), "m");
@@ -348,7 +358,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            &azure_shape.upstream_body("dep")[..],
+            &azure_shape.upstream_body("dep", true)[..],
             br#"{"model":"dep","stream_options":{"include_usage":true},"messages":[],"stream":true}"#
         );
     }
@@ -358,7 +368,7 @@ mod tests {
         let req = chat(r#"{"model":"a\"b","messages":[]}"#).unwrap();
         assert_eq!(req.model, "a\"b");
         assert_eq!(
-            &req.upstream_body("x\"y")[..],
+            &req.upstream_body("x\"y", true)[..],
             br#"{"model":"x\"y","messages":[]}"#
         );
     }
@@ -381,7 +391,7 @@ mod tests {
                 .unwrap();
         assert_eq!(req.model, "m1");
         assert_eq!(
-            &req.upstream_body("dep")[..],
+            &req.upstream_body("dep", true)[..],
             br#" {"model":"dep", "messages":[] }"#
         );
         let req = LlmRequest::parse_for_model(
@@ -392,7 +402,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.model, "m1");
         assert_eq!(
-            &req.upstream_body("dep")[..],
+            &req.upstream_body("dep", true)[..],
             br#"{"model":"dep","messages":[]}"#
         );
         let req = LlmRequest::parse_for_model(
@@ -401,7 +411,10 @@ mod tests {
             "e",
         )
         .unwrap();
-        assert_eq!(&req.upstream_body("e")[..], br#"{"model":"e","input":"x"}"#);
+        assert_eq!(
+            &req.upstream_body("e", true)[..],
+            br#"{"model":"e","input":"x"}"#
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Dialect for OpenAi {
             Operation::ChatCompletions => "/chat/completions",
             Operation::Embeddings => "/embeddings",
         };
-        let body = request.upstream_body(&target.model);
+        let body = request.upstream_body(&target.model, true);
         let build = || -> pingora::Result<RequestHeader> {
             let mut h = json_post(base_url, path, body.len(), request.stream, request_id)?;
             if let Some(key) = api_key {

@@ -131,6 +131,15 @@ pub fn adapt(body: Bytes, version: &ApiVersion) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Whether `version` accepts the top-level `field` as it is: true for fields the
+/// table does not name.
+pub fn accepts_field(version: &ApiVersion, field: &str) -> bool {
+    RULES
+        .iter()
+        .filter(|r| matches!(r.subject, Subject::Field(name) if name == field))
+        .all(|r| version.supports(r.since))
+}
+
 /// A cheap scan before parsing: the subject's name must occur in the bytes.
 fn may_appear(body: &[u8], subject: Subject) -> bool {
     let name = match subject {

@@ -63,7 +63,10 @@ impl Dialect for Azure {
             Operation::ChatCompletions => "chat/completions",
             Operation::Embeddings => "embeddings",
         };
-        let mut body = request.upstream_body(deployment.name);
+        // Stream usage is asked for only where the api-version takes the option:
+        // adding it for the table to strip again would cost a parse per request.
+        let stream_options = body_rules::accepts_field(deployment.version, "stream_options");
+        let mut body = request.upstream_body(deployment.name, stream_options);
         if request.operation == Operation::ChatCompletions {
             body = body_rules::adapt(body, deployment.version)?;
         }

@@ -125,6 +125,31 @@ fn a_target_may_override_the_api_version_and_the_body_follows_it() {
 }
 
 #[test]
+fn stream_usage_is_asked_for_only_where_the_api_version_takes_it() {
+    let request = chat(r#"{"model":"m","messages":[],"stream":true}"#);
+    for (version, body) in [
+        (
+            "2024-10-21",
+            &br#"{"model":"d","messages":[],"stream":true}"#[..],
+        ),
+        (
+            "2025-04-01-preview",
+            br#"{"stream_options":{"include_usage":true},"model":"d","messages":[],"stream":true}"#,
+        ),
+    ] {
+        let config = config(
+            "https://x.openai.azure.com",
+            version,
+            &["{ provider: az, deployment: d }"],
+        );
+        let sent = Azure
+            .encode(&request, &config.models["m"].targets[0], "r")
+            .unwrap();
+        assert_eq!(&sent.body[..], body, "{version}");
+    }
+}
+
+#[test]
 fn a_field_the_api_version_refuses_is_a_400_before_anything_is_sent() {
     let config = config(
         "https://x.openai.azure.com",

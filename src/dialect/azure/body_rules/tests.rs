@@ -72,6 +72,17 @@ fn stream_options_is_dropped_on_ga_versions() {
 }
 
 #[test]
+fn the_table_says_which_versions_accept_a_field() {
+    let version = |v: &str| ApiVersion::parse(v).unwrap();
+    assert!(!accepts_field(&version(GA), "stream_options"));
+    assert!(accepts_field(
+        &version("2024-09-01-preview"),
+        "stream_options"
+    ));
+    assert!(accepts_field(&version(GA_OLD), "messages"));
+}
+
+#[test]
 fn the_developer_role_becomes_system_before_2024_12_01_preview() {
     let body = r#"{"messages":[{"role":"developer","content":"Be brief."},{"content":"h\u00e9","role":"user"}]}"#;
     assert_eq!(
