@@ -150,13 +150,11 @@ impl RequestRecord {
     /// when known; the estimate for an answer whose usage is unknown; nothing
     /// for a request that got no answer (refused, failed, or left before it).
     pub fn settle_limits(&mut self) {
+        self.charge_usage();
         let answered = (200..300).contains(&self.final_status());
         if let Some(reservation) = &mut self.rate_limit {
-            reservation.settle(match self.usage {
-                Some(usage) => Some(usage.total()),
-                None if answered => None,
-                None => Some(0),
-            });
+            // A no-op once `charge_usage` settled it.
+            reservation.settle(if answered { None } else { Some(0) });
         }
     }
 

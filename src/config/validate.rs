@@ -157,40 +157,31 @@ fn rate_limit(raw: RawRateLimit, at: &FieldPath) -> Checked<RateLimit> {
         tokens_per_minute: raw.tokens_per_minute.map(|n| n.0),
         default_max_tokens: raw.default_max_tokens.map_or(DEFAULT_MAX_TOKENS, |n| n.0),
     };
-    match limit {
-        RateLimit {
-            requests_per_minute: None,
-            tokens_per_minute: None,
-            ..
-        } => fault(
+    let explicit_default = raw.default_max_tokens.is_some();
+    match (limit.requests_per_minute, limit.tokens_per_minute) {
+        (None, None) => fault(
             at.clone(),
             "sets no limit: give `requests_per_minute`, `tokens_per_minute` or both",
         ),
-        RateLimit {
-            tokens_per_minute: None,
-            ..
-        } if raw.default_max_tokens.is_some() => fault(
+        (_, None) if explicit_default => fault(
             at.key("default_max_tokens"),
             "only applies with `tokens_per_minute`",
         ),
         // Every request that names no max_tokens would be refused as never
         // fitting: the budget could not take its default output allowance.
-        RateLimit {
-            tokens_per_minute: Some(tokens),
-            default_max_tokens,
-            ..
-        } if default_max_tokens >= tokens => {
+        (_, Some(tokens)) if limit.default_max_tokens >= tokens => {
+            let (field, which) = if explicit_default {
+                ("default_max_tokens", "")
+            } else {
+                ("tokens_per_minute", ", the default")
+            };
             fault(
-                at.key(if raw.default_max_tokens.is_some() {
-                    "default_max_tokens"
-                } else {
-                    "tokens_per_minute"
-                }),
+                at.key(field),
                 format!(
-                "`default_max_tokens` ({default_max_tokens}{}) must be below `tokens_per_minute` \
-                 ({tokens}), or every request that names no max_tokens could never fit",
-                if raw.default_max_tokens.is_some() { "" } else { ", the default" }
-            ),
+                    "`default_max_tokens` ({}{which}) must be below `tokens_per_minute` \
+                     ({tokens}), or every request that names no max_tokens could never fit",
+                    limit.default_max_tokens
+                ),
             )
         }
         _ => Ok(limit),

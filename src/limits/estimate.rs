@@ -3,8 +3,8 @@
 //!
 //! "Prompt characters" are the characters of the text the model reads: every
 //! string in `messages` (or an embedding's `input`), roles, names and tool-call
-//! arguments included, and the `tools` (or `functions`) offered. Inline media (`image_url.url`, `input_audio.data`,
-//! `file.file_data`) is skipped: a base64 image is hundreds of kilobytes of
+//! arguments included, and the `tools` (or `functions`) offered. Inline media
+//! (`image_url.url`, `input_audio.data`, `file.file_data`) is skipped: a base64 image is hundreds of kilobytes of
 //! characters but a few hundred tokens, and counting it would refuse requests
 //! that fit. The reservation is corrected to the upstream's real usage anyway;
 //! the estimate only has to be close and cheap. Token arrays (an embedding input
@@ -40,8 +40,8 @@ impl Estimate {
     }
 }
 
-/// The tokens `request` reserves when it names no output limit of its own and
-/// the key's allowance is `default_max_tokens`.
+/// What `request` reserves; `default_max_tokens` is the key's output allowance
+/// for a request that names no limit of its own.
 pub fn request_tokens(request: &LlmRequest, default_max_tokens: u64) -> Estimate {
     let output = match request.operation {
         Operation::ChatCompletions => request
