@@ -50,11 +50,7 @@ async fn serve(
     };
     let key = auth::find_key(&config, presented).ok_or_else(ApiError::invalid_api_key)?;
     record.key = Some(key.name.clone());
-    record.rate_limit = app
-        .state
-        .limits
-        .get(key)
-        .map(|limiter| Reservation::new(limiter, &key.name));
+    record.rate_limit = app.state.limits.get(key).map(Reservation::new);
     let created = config_created(&config);
     let (operation, path_model) = match endpoint {
         Endpoint::ListModels => {

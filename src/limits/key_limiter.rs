@@ -77,6 +77,8 @@ struct Buckets {
 
 /// The limiter of one virtual key.
 pub struct KeyLimiter {
+    /// The key's name, for the 429's message.
+    key: String,
     /// Bucket times are nanoseconds since this instant.
     epoch: Instant,
     buckets: Mutex<Buckets>,
@@ -85,9 +87,10 @@ pub struct KeyLimiter {
 }
 
 impl KeyLimiter {
-    /// Full buckets for `settings`.
-    pub fn new(settings: RateLimit, refused: IntCounter) -> KeyLimiter {
+    /// Full buckets for `settings` of the key named `key`.
+    pub fn new(key: &str, settings: RateLimit, refused: IntCounter) -> KeyLimiter {
         KeyLimiter {
+            key: key.to_string(),
             epoch: Instant::now(),
             buckets: Mutex::new(Buckets {
                 settings,
@@ -96,6 +99,11 @@ impl KeyLimiter {
             }),
             refused,
         }
+    }
+
+    /// The name of the key this limiter is for.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 
     /// The limits this limiter enforces now.
@@ -229,7 +237,7 @@ mod tests {
             tokens_per_minute: tokens,
             default_max_tokens: 1024,
         };
-        KeyLimiter::new(settings, IntCounter::new("refused", "test").unwrap())
+        KeyLimiter::new("app", settings, IntCounter::new("refused", "test").unwrap())
     }
 
     #[test]

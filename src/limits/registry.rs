@@ -43,6 +43,7 @@ impl Limits {
         let mut by_key = self.by_key.write().unwrap_or_else(|e| e.into_inner());
         let limiter = by_key.entry(key.name.clone()).or_insert_with(|| {
             Arc::new(KeyLimiter::new(
+                &key.name,
                 settings,
                 self.refused.with_label_values(&[key.name.as_str()]),
             ))

@@ -17,8 +17,6 @@ use crate::llm_request::LlmRequest;
 /// What a request holds of its key's budgets.
 pub struct Reservation {
     limiter: Arc<KeyLimiter>,
-    /// The key's name, for the 429's message.
-    key: String,
     /// Tokens reserved on admission; 0 before it (and without a token budget).
     tokens: u64,
     /// Admitted and not settled yet.
@@ -27,10 +25,9 @@ pub struct Reservation {
 
 impl Reservation {
     /// Nothing held yet: the headers can already be reported.
-    pub fn new(limiter: Arc<KeyLimiter>, key: &str) -> Reservation {
+    pub fn new(limiter: Arc<KeyLimiter>) -> Reservation {
         Reservation {
             limiter,
-            key: key.to_string(),
             tokens: 0,
             open: false,
         }
@@ -84,7 +81,7 @@ impl Reservation {
             Budget::Requests => "requests per minute",
             Budget::Tokens => "tokens per minute",
         };
-        let key = &self.key;
+        let key = self.limiter.key();
         let Some(wait) = wait else {
             return ApiError::never_fits(format!(
                 "Request too large for key '{key}' on {per_minute}: limit {limit}, requested \
@@ -114,7 +111,7 @@ impl Reservation {
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reservation")
-            .field("key", &self.key)
+            .field("key", &self.limiter.key())
             .field("tokens", &self.tokens)
             .field("open", &self.open)
             .finish()
@@ -143,6 +140,7 @@ mod tests {
             default_max_tokens: 100,
         };
         Arc::new(KeyLimiter::new(
+            "app",
             settings,
             IntCounter::new("r", "t").unwrap(),
         ))
@@ -162,7 +160,7 @@ mod tests {
     #[test]
     fn a_settled_reservation_is_corrected_once() {
         let l = limiter(None, Some(1000));
-        let mut r = Reservation::new(l.clone(), "app");
+        let mut r = Reservation::new(l.clone());
         // "user" + "abcdefgh" = 12 characters → 3 tokens, plus 50.
         r.admit(&request(50)).unwrap();
         assert_eq!(remaining_tokens(&l), 1000 - 53);
@@ -175,12 +173,12 @@ mod tests {
     #[test]
     fn unknown_usage_keeps_the_estimate_and_a_dropped_reservation_releases() {
         let l = limiter(None, Some(1000));
-        let mut kept = Reservation::new(l.clone(), "app");
+        let mut kept = Reservation::new(l.clone());
         kept.admit(&request(97)).unwrap();
         kept.settle(None);
         drop(kept);
         assert_eq!(remaining_tokens(&l), 900);
-        let mut dropped = Reservation::new(l.clone(), "app");
+        let mut dropped = Reservation::new(l.clone());
         dropped.admit(&request(97)).unwrap();
         drop(dropped);
         assert_eq!(remaining_tokens(&l), 900);
@@ -189,11 +187,9 @@ mod tests {
     #[test]
     fn refusals_are_openai_429s_with_honest_hints() {
         let l = limiter(Some(1), Some(1000));
-        let mut first = Reservation::new(l.clone(), "app");
+        let mut first = Reservation::new(l.clone());
         first.admit(&request(10)).unwrap();
-        let e = Reservation::new(l.clone(), "app")
-            .admit(&request(10))
-            .unwrap_err();
+        let e = Reservation::new(l.clone()).admit(&request(10)).unwrap_err();
         assert_eq!((e.status, e.kind.as_str()), (429, "requests"));
         assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
         assert!(
@@ -204,9 +200,7 @@ mod tests {
         );
         let wait = e.retry_after_ms.unwrap();
         assert!((59_000..=60_000).contains(&wait), "{wait}");
-        let e = Reservation::new(l, "app")
-            .admit(&request(5000))
-            .unwrap_err();
+        let e = Reservation::new(l).admit(&request(5000)).unwrap_err();
         assert_eq!((e.kind.as_str(), e.retry_after_ms), ("tokens", None));
         assert!(e.message.contains("can never fit"), "{}", e.message);
     }
@@ -214,7 +208,7 @@ mod tests {
     #[test]
     fn headers_report_the_budgets_after_this_request() {
         let l = limiter(Some(10), None);
-        let mut r = Reservation::new(l, "app");
+        let mut r = Reservation::new(l);
         assert_eq!(
             r.headers()[1],
             ("x-ratelimit-remaining-requests", "10".into())
