@@ -5,33 +5,39 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::state::State;
 
-/// Config snapshot, long-lived state, metrics and the upstream connector.
+/// Config snapshot, long-lived state, metrics, the access log and the upstream
+/// connector.
 pub struct App {
     config: ArcSwap<Config>,
     pub state: State,
     pub metrics: Metrics,
+    pub access_log: AccessLog,
     /// Pingora's client connector: connection pools, TLS (with the server's CA
     /// settings) and HTTP/1 or h2 sessions for every upstream try.
     pub connector: Connector,
 }
 
 impl App {
-    /// Wires a loaded config to a connector.
-    pub fn new(config: Config, connector: Connector) -> Self {
+    /// Wires a loaded config to a connector, and starts the access-log writer.
+    pub fn new(config: Config, connector: Connector) -> std::io::Result<Self> {
         let metrics = Metrics::new();
         let state = State::new(&metrics);
         state.targets.sync(&config);
         state.limits.sync(&config);
-        App {
+        let access_log = AccessLog::to_stdout(metrics.access_log_dropped.clone())?;
+        access_log.sync(&config);
+        Ok(App {
             config: ArcSwap::from_pointee(config),
             state,
             metrics,
+            access_log,
             connector,
-        }
+        })
     }
 
     /// The current config snapshot; a request loads it once and keeps it.

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
-use crate::access_log;
 use crate::app::App;
 use crate::pipeline;
 use crate::record::RequestRecord;
@@ -67,6 +66,6 @@ impl ProxyHttp for Gateway {
         }
         record.settle_limits();
         self.app.metrics.observe(record);
-        access_log::write(record);
+        self.app.access_log.write(record);
     }
 }

@@ -74,7 +74,13 @@ fn main() -> ExitCode {
     server.bootstrap();
     let connector_options = ConnectorOptions::from_server_conf(&server.configuration);
     let connector = Connector::new(Some(connector_options.clone()));
-    let app = Arc::new(app::App::new(config, connector));
+    let app = match app::App::new(config, connector) {
+        Ok(app) => Arc::new(app),
+        Err(e) => {
+            eprintln!("switchyard: cannot start the access-log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let mut api = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,

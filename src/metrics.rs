@@ -3,9 +3,10 @@
 //! Labels come only from config names (or `unknown` / `none`), so cardinality is
 //! bounded whatever clients send.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::record::RequestRecord;
@@ -15,7 +16,8 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
     600.0,
 ];
-/// Gateway overhead buckets from 10 µs to 100 ms.
+/// Gateway overhead buckets from 10 µs to 100 ms: the gateway's own share of a
+/// request is tens of microseconds when all is well.
 const OVERHEAD_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
 ];
@@ -26,6 +28,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     upstream_attempts: IntCounterVec,
     failovers: IntCounterVec,
+    tokens: IntCounterVec,
+    cost: CounterVec,
     /// Counted by the key limiters (`limits/`), which own the series.
     pub rate_limited: IntCounterVec,
     /// Set by the target state (`targets.rs`), which owns the series.
@@ -36,121 +40,176 @@ pub struct Metrics {
     ttft: HistogramVec,
     overhead: Histogram,
     config_generation: IntGauge,
+    /// Counted by the config reload, `result` `success` or `error`.
+    config_reloads: IntCounterVec,
+    /// Counted by the access-log writer when its queue is full.
+    pub access_log_dropped: IntCounter,
+}
+
+/// Registers `collector` in `registry` and hands it back. The definitions are
+/// constants of this file, so a failure is a programming error caught by any test.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: prometheus::Result<C>,
+) -> C {
+    let collector = collector.expect("valid metric definition");
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
+fn histogram_opts(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(buckets.to_vec())
 }
 
 impl Metrics {
     /// Registers every metric once at start-up.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "switchyard_requests_total",
-                "Client requests by answer status.",
+        let r = Registry::new();
+        let metrics = Metrics {
+            requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchyard_requests_total",
+                        "Client requests by answer status.",
+                    ),
+                    &["model", "provider", "status"],
+                ),
             ),
-            &["model", "provider", "status"],
-        )
-        .expect("valid metric definition");
-        let upstream_attempts = IntCounterVec::new(
-            Opts::new(
-                "switchyard_upstream_attempts_total",
-                "Upstream tries by how they ended.",
+            upstream_attempts: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchyard_upstream_attempts_total",
+                        "Upstream tries by how they ended.",
+                    ),
+                    &["provider", "outcome"],
+                ),
             ),
-            &["provider", "outcome"],
-        )
-        .expect("valid metric definition");
-        let failovers = IntCounterVec::new(
-            Opts::new(
-                "switchyard_failovers_total",
-                "Switches from one upstream target to another within a request.",
+            failovers: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchyard_failovers_total",
+                        "Switches from one upstream target to another within a request.",
+                    ),
+                    &["model"],
+                ),
             ),
-            &["model"],
-        )
-        .expect("valid metric definition");
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
-                "switchyard_rate_limited_total",
-                "Requests refused with 429 by their key's own limits.",
+            tokens: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchyard_tokens_total",
+                        "Tokens used, as the upstream reported them (or estimated for streams it cut short).",
+                    ),
+                    &["model", "provider", "kind"],
+                ),
             ),
-            &["key"],
-        )
-        .expect("valid metric definition");
-        let upstream_healthy = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_upstream_healthy",
-                "1 while a target passes its active health checks (or has none).",
+            cost: register(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "switchyard_cost_usd_total",
+                        "USD spent at the answering targets' configured prices.",
+                    ),
+                    &["model", "provider"],
+                ),
             ),
-            &["provider", "target"],
-        )
-        .expect("valid metric definition");
-        let circuit_open = IntGaugeVec::new(
-            Opts::new(
-                "switchyard_circuit_open",
-                "1 while a target's circuit breaker holds traffic back.",
+            rate_limited: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchyard_rate_limited_total",
+                        "Requests refused with 429 by their key's own limits.",
+                    ),
+                    &["key"],
+                ),
             ),
-            &["provider", "target"],
-        )
-        .expect("valid metric definition");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "switchyard_request_duration_seconds",
-                "Whole client request duration.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["model", "provider"],
-        )
-        .expect("valid metric definition");
-        let ttft = HistogramVec::new(
-            HistogramOpts::new(
-                "switchyard_time_to_first_token_seconds",
-                "Time to the first content event of a stream.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["model", "provider"],
-        )
-        .expect("valid metric definition");
-        let overhead = Histogram::with_opts(
-            HistogramOpts::new(
-                "switchyard_overhead_seconds",
-                "Time spent in the gateway itself, upstream waits excluded.",
-            )
-            .buckets(OVERHEAD_BUCKETS.to_vec()),
-        )
-        .expect("valid metric definition");
-        let config_generation = IntGauge::new(
-            "switchyard_config_generation",
-            "1 at start, +1 per successful reload.",
-        )
-        .expect("valid metric definition");
-        config_generation.set(1);
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(upstream_attempts.clone()),
-            Box::new(failovers.clone()),
-            Box::new(rate_limited.clone()),
-            Box::new(upstream_healthy.clone()),
-            Box::new(circuit_open.clone()),
-            Box::new(duration.clone()),
-            Box::new(ttft.clone()),
-            Box::new(overhead.clone()),
-            Box::new(config_generation.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            upstream_healthy: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "switchyard_upstream_healthy",
+                        "1 while a target passes its active health checks (or has none).",
+                    ),
+                    &["provider", "target"],
+                ),
+            ),
+            circuit_open: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "switchyard_circuit_open",
+                        "1 while a target's circuit breaker holds traffic back.",
+                    ),
+                    &["provider", "target"],
+                ),
+            ),
+            duration: register(
+                &r,
+                HistogramVec::new(
+                    histogram_opts(
+                        "switchyard_request_duration_seconds",
+                        "Whole client request duration.",
+                        LATENCY_BUCKETS,
+                    ),
+                    &["model", "provider"],
+                ),
+            ),
+            ttft: register(
+                &r,
+                HistogramVec::new(
+                    histogram_opts(
+                        "switchyard_time_to_first_token_seconds",
+                        "Time to the first content event of a stream.",
+                        LATENCY_BUCKETS,
+                    ),
+                    &["model", "provider"],
+                ),
+            ),
+            overhead: register(
+                &r,
+                Histogram::with_opts(histogram_opts(
+                    "switchyard_overhead_seconds",
+                    "Time spent in the gateway itself: waits on upstreams and on the client's socket excluded.",
+                    OVERHEAD_BUCKETS,
+                )),
+            ),
+            config_generation: register(
+                &r,
+                IntGauge::new(
+                    "switchyard_config_generation",
+                    "1 at start, +1 per successful reload.",
+                ),
+            ),
+            config_reloads: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchyard_config_reloads_total",
+                        "Config reloads by result: applied (success) or rejected (error).",
+                    ),
+                    &["result"],
+                ),
+            ),
+            access_log_dropped: register(
+                &r,
+                IntCounter::new(
+                    "switchyard_access_log_dropped_total",
+                    "Access-log lines dropped because the writer fell behind.",
+                ),
+            ),
+            registry: r,
+        };
+        metrics.config_generation.set(1);
+        // Both results exist from start-up, so an alert on errors has a series.
+        for result in ["success", "error"] {
+            metrics.config_reloads.with_label_values(&[result]);
         }
-        Metrics {
-            registry,
-            requests,
-            upstream_attempts,
-            failovers,
-            rate_limited,
-            upstream_healthy,
-            circuit_open,
-            duration,
-            ttft,
-            overhead,
-            config_generation,
-        }
+        metrics
     }
 
     /// Counts one finished request.
@@ -173,6 +232,17 @@ impl Metrics {
                 .observe(ttft.as_secs_f64());
         }
         self.overhead.observe(record.overhead().as_secs_f64());
+        if let Some(usage) = record.usage {
+            self.tokens
+                .with_label_values(&[model, provider, "input"])
+                .inc_by(usage.input_tokens);
+            self.tokens
+                .with_label_values(&[model, provider, "output"])
+                .inc_by(usage.output_tokens);
+        }
+        if let Some(cost) = record.cost_usd() {
+            self.cost.with_label_values(&[model, provider]).inc_by(cost);
+        }
         if record.tries.len() > 1 {
             self.failovers
                 .with_label_values(&[model])

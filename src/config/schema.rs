@@ -26,7 +26,15 @@ pub struct RawConfig {
     pub models: BTreeMap<String, RawModel>,
     pub routing: Option<RawRouting>,
     pub shutdown_timeout: Option<ConfigDuration>,
+    pub access_log: Option<RawAccessLog>,
     pub pingora: Option<RawPingora>,
+}
+
+/// The access log on stdout.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub enabled: Option<bool>,
 }
 
 /// A virtual key held by an application.

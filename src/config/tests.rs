@@ -535,3 +535,26 @@ fn durations_and_numbers_are_checked() {
     let e = error(&format!("{BASE}pingora:\n  thread: 2\n"));
     assert!(e.message.contains("unknown field `thread`"), "{e}");
 }
+
+#[test]
+fn the_access_log_is_on_unless_turned_off() {
+    assert!(load_text(BASE).unwrap().access_log.enabled);
+    let off = format!("{BASE}access_log: {{ enabled: false }}\n");
+    assert!(!load_text(&off).unwrap().access_log.enabled);
+    let e = error(&format!(
+        "{BASE}access_log: {{ enabled: false, path: /tmp/x }}\n"
+    ));
+    assert_eq!((e.line, e.field.as_str()), (Some(22), "access_log"), "{e}");
+}
+
+#[test]
+fn prices_must_be_finite_and_not_negative() {
+    for price in ["-1.0", ".nan", ".inf"] {
+        let text = BASE.replace(
+            "model: mock-1\n",
+            &format!("model: mock-1\n        price: {{ input_per_mtok: {price}, output_per_mtok: 1.0 }}\n"),
+        );
+        let e = error(&text);
+        assert_eq!(e.field, "models.demo.targets[0].price", "{e}");
+    }
+}

@@ -23,7 +23,15 @@ pub struct Config {
     pub keys: Vec<VirtualKey>,
     pub providers: BTreeMap<String, Arc<Provider>>,
     pub models: BTreeMap<String, Model>,
+    pub access_log: AccessLogSettings,
     pub pingora: PingoraSettings,
+}
+
+/// The access log on stdout (DESIGN.md §2 "Access log").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    /// Off for a sidecar whose requests are logged elsewhere; metrics still count.
+    pub enabled: bool,
 }
 
 /// A key an application presents; `name` is what logs and metrics show.

@@ -63,6 +63,9 @@ pub fn validate(raw: RawConfig) -> Checked<Config> {
     let providers = providers(raw.providers, &defaults, &root.key("providers"))?;
     let models = models(raw.models, &providers, &defaults, &root.key("models"))?;
     let pingora = pingora(raw.pingora.unwrap_or_default(), &root.key("pingora"))?;
+    let access_log = AccessLogSettings {
+        enabled: raw.access_log.and_then(|a| a.enabled).unwrap_or(true),
+    };
     Ok(Config {
         loaded_at: std::time::SystemTime::now(),
         listen,
@@ -71,6 +74,7 @@ pub fn validate(raw: RawConfig) -> Checked<Config> {
         keys,
         providers,
         models,
+        access_log,
         pingora,
     })
 }
@@ -670,8 +674,16 @@ fn target(
         return fault(at.key("weight"), "must be at least 1");
     }
     let price = match t.price {
-        Some(p) if p.input_per_mtok.0 < 0.0 || p.output_per_mtok.0 < 0.0 => {
-            return fault(at.key("price"), "prices must not be negative")
+        // A cost counter only goes up, and a sum with NaN or infinity is useless.
+        Some(p)
+            if ![p.input_per_mtok.0, p.output_per_mtok.0]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0) =>
+        {
+            return fault(
+                at.key("price"),
+                "prices must be finite numbers, not negative",
+            )
         }
         Some(p) => Some(Price {
             input_per_mtok: p.input_per_mtok.0,

@@ -1,9 +1,8 @@
-//! One JSON line per client request on stdout — and nothing else on stdout.
+//! The access-log line of one client request.
 //!
 //! The keys are always the same, `null` when they do not apply, so log pipelines can
-//! rely on the shape. No secret is ever in the record this is built from.
-
-use std::io::Write;
+//! rely on the shape. No secret is ever in the record this is built from, and no
+//! request or response body is: a line says what happened, not what was said.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -59,16 +58,6 @@ pub fn format(record: &RequestRecord) -> String {
         error: record.error.as_deref(),
     };
     serde_json::to_string(&line).unwrap_or_default()
-}
-
-/// Writes `record`'s line to stdout in one write, so concurrent lines never interleave.
-pub fn write(record: &RequestRecord) {
-    let mut line = format(record);
-    line.push('\n');
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
-        log::warn!("cannot write the access log: {e}");
-    }
 }
 
 #[cfg(test)]

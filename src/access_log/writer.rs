@@ -1,0 +1,175 @@
+//! The access-log writer: requests hand their line to a bounded queue, and one
+//! thread of its own writes the queue to stdout.
+//!
+//! A request never waits on stdout. When the reader of stdout (journald, a pipe, a
+//! terminal) falls behind and the queue is full, the line is dropped and counted in
+//! `switchyard_access_log_dropped_total`: traffic keeps flowing, and the gap is
+//! visible. The writer batches whatever queued up while it wrote, so a busy
+//! gateway makes few large writes, not one per request.
+
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use prometheus::IntCounter;
+
+use super::line;
+use crate::config::Config;
+use crate::record::RequestRecord;
+
+/// Lines that may wait for the writer: several seconds of a busy gateway, a few
+/// MB at most.
+const QUEUE_LINES: usize = 16 * 1024;
+/// The writer's buffer: one write per batch, up to this size.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The queue to the writer thread.
+pub struct AccessLog {
+    queue: SyncSender<String>,
+    /// `access_log.enabled` of the current config.
+    enabled: AtomicBool,
+    dropped: IntCounter,
+}
+
+impl AccessLog {
+    /// Starts the writer thread on stdout.
+    pub fn to_stdout(dropped: IntCounter) -> std::io::Result<Self> {
+        Self::start(std::io::stdout(), QUEUE_LINES, dropped)
+    }
+
+    fn start(
+        sink: impl Write + Send + 'static,
+        capacity: usize,
+        dropped: IntCounter,
+    ) -> std::io::Result<Self> {
+        let (queue, lines) = sync_channel(capacity);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(lines, sink))?;
+        Ok(AccessLog {
+            queue,
+            enabled: AtomicBool::new(true),
+            dropped,
+        })
+    }
+
+    /// Applies `config`'s `access_log` settings.
+    pub fn sync(&self, config: &Config) {
+        self.enabled
+            .store(config.access_log.enabled, Ordering::Relaxed);
+    }
+
+    /// Queues `record`'s line, unless the access log is off; never blocks.
+    pub fn write(&self, record: &RequestRecord) {
+        if self.enabled.load(Ordering::Relaxed) {
+            self.send(line::format(record));
+        }
+    }
+
+    fn send(&self, line: String) {
+        // Full, or (never expected) the writer thread is gone: either way the
+        // line is lost, and counted.
+        if self.queue.try_send(line).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+/// The writer thread: everything queued is written, one flush per batch.
+fn write_lines(lines: Receiver<String>, sink: impl Write) {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, sink);
+    let mut failing = false;
+    while let Ok(first) = lines.recv() {
+        let mut result = write_line(&mut out, &first);
+        while let Ok(next) = lines.try_recv() {
+            result = result.and_then(|_| write_line(&mut out, &next));
+        }
+        result = result.and_then(|_| out.flush());
+        // One warning per outage, not one per line.
+        match result {
+            Err(e) if !failing => {
+                log::warn!("cannot write the access log: {e}");
+                failing = true;
+            }
+            Err(_) => {}
+            Ok(()) => failing = false,
+        }
+    }
+}
+
+fn write_line(out: &mut impl Write, line: &str) -> std::io::Result<()> {
+    out.write_all(line.as_bytes())?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// A sink whose first write blocks until the test opens it: stdout whose
+    /// reader stalled.
+    struct StalledSink {
+        entered: std::sync::mpsc::Sender<()>,
+        open: Option<Receiver<()>>,
+        written: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for StalledSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(open) = self.open.take() {
+                self.entered.send(()).unwrap();
+                open.recv().unwrap();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn written_lines(written: &Mutex<Vec<u8>>, want: usize) -> Vec<String> {
+        for _ in 0..500 {
+            let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+            if text.lines().count() >= want {
+                return text.lines().map(str::to_string).collect();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the writer did not write {want} lines");
+    }
+
+    #[test]
+    fn a_stalled_stdout_drops_and_counts_lines_instead_of_blocking() {
+        let (entered, writer_blocked) = channel();
+        let (open, opened) = channel();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = StalledSink {
+            entered,
+            open: Some(opened),
+            written: written.clone(),
+        };
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        let log = AccessLog::start(sink, 4, dropped.clone()).unwrap();
+
+        log.send("line 0".into());
+        writer_blocked.recv().unwrap();
+        // The writer holds line 0; four lines fit the queue, the next three do not.
+        for i in 1..=7 {
+            log.send(format!("line {i}"));
+        }
+        assert_eq!(dropped.get(), 3);
+
+        open.send(()).unwrap();
+        assert_eq!(
+            written_lines(&written, 5),
+            ["line 0", "line 1", "line 2", "line 3", "line 4"]
+        );
+        log.send("line 8".into());
+        assert_eq!(written_lines(&written, 6)[5], "line 8");
+        assert_eq!(dropped.get(), 3);
+    }
+}
