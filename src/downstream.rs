@@ -4,7 +4,10 @@
 //! that involved an upstream try also gets `x-switchyard-attempts` and
 //! `x-switchyard-provider`; every response to a key with limits gets the
 //! `x-ratelimit-*` headers. A failed write means the client is gone: the caller
-//! stops work (and the upstream) instead of reporting success.
+//! stops work (and the upstream) instead of reporting success. Time spent in a
+//! write is the client's (a slow reader), not the gateway's overhead.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -63,6 +66,7 @@ pub async fn send_whole(
         .insert_header("content-length", body.len().to_string())
         .map_err(|_| ClientGone)?;
     record.status = header.status.as_u16();
+    let began = Instant::now();
     let result = async {
         session
             .write_response_header(Box::new(header), false)
@@ -70,7 +74,7 @@ pub async fn send_whole(
         session.write_response_body(Some(body), true).await
     }
     .await;
-    gone_on_error(record, result)
+    written(record, began, result)
 }
 
 /// Writes a JSON answer.
@@ -91,7 +95,9 @@ pub async fn send_json(
 /// when no wait would help, `x-should-retry: false` (which OpenAI's SDKs obey).
 pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
     record.error = error.code.as_deref().map(str::to_string);
+    let draining = Instant::now();
     settle_unread_body(session).await;
+    record.client_wait += draining.elapsed();
     let mut extra = Vec::new();
     match error.retry_after_ms {
         Some(ms) => {
@@ -106,7 +112,8 @@ pub async fn send_error(session: &mut Session, record: &mut RequestRecord, error
         extra.push(("allow", allowed.to_string()));
     }
     // A failed write has already marked the record; there is nobody left to tell.
-    let _ = send_json(session, record, error.status, &extra, error.body()).await;
+    let body = error.body_for(&record.request_id);
+    let _ = send_json(session, record, error.status, &extra, body).await;
 }
 
 /// Bodies up to this size are read and dropped before an early error answer.
@@ -156,8 +163,9 @@ pub async fn start_stream(
     extra.push(("transfer-encoding", "chunked".to_string()));
     let h = header(200, record, &extra)?;
     record.status = 200;
+    let began = Instant::now();
     let result = session.write_response_header(Box::new(h), false).await;
-    gone_on_error(record, result)
+    written(record, began, result)
 }
 
 /// Writes one piece of a started stream; `end` finishes the answer.
@@ -167,8 +175,9 @@ pub async fn send_chunk(
     chunk: Bytes,
     end: bool,
 ) -> Result<(), ClientGone> {
+    let began = Instant::now();
     let result = session.write_response_body(Some(chunk), end).await;
-    gone_on_error(record, result)
+    written(record, began, result)
 }
 
 /// Ends a stream whose answer the client already has whole (`[DONE]` is out). A
@@ -183,13 +192,18 @@ pub async fn end_whole_stream(session: &mut Session) {
 /// end of the answer, never a `[DONE]` that would make a truncated answer look whole.
 pub async fn fail_stream(session: &mut Session, record: &mut RequestRecord, error: &ApiError) {
     record.error = error.code.as_deref().map(str::to_string);
-    let _ = send_chunk(session, record, error.sse_event(), true).await;
+    let event = error.sse_event_for(&record.request_id);
+    let _ = send_chunk(session, record, event, true).await;
 }
 
-fn gone_on_error(
+/// Books a write that began at `began` as the client's time, and a failed one as
+/// the client's departure.
+fn written(
     record: &mut RequestRecord,
+    began: Instant,
     result: pingora::Result<()>,
 ) -> Result<(), ClientGone> {
+    record.client_wait += began.elapsed();
     result.map_err(|e| {
         log::debug!("client write failed for request {}: {e}", record.request_id);
         record.client_gone = true;

@@ -234,9 +234,29 @@ impl ApiError {
 
     /// The envelope as JSON bytes: `{"error":{"message","type","param","code"}}`.
     pub fn body(&self) -> Bytes {
+        self.render(&self.message)
+    }
+
+    /// The envelope of an answer to request `request_id`: its message names the
+    /// id, so a user's bug report leads straight to the access-log line.
+    pub fn body_for(&self, request_id: &str) -> Bytes {
+        self.render(&format!("{} (request id: {request_id})", self.message))
+    }
+
+    /// [`Self::body`] as one SSE event, for errors after a stream's header went out.
+    pub fn sse_event(&self) -> Bytes {
+        sse_data(&self.body())
+    }
+
+    /// [`Self::body_for`] as one SSE event.
+    pub fn sse_event_for(&self, request_id: &str) -> Bytes {
+        sse_data(&self.body_for(request_id))
+    }
+
+    fn render(&self, message: &str) -> Bytes {
         let envelope = Envelope {
             error: Body {
-                message: &self.message,
+                message,
                 kind: &self.kind,
                 param: self.param.as_deref(),
                 code: self.code.as_deref(),
@@ -248,15 +268,15 @@ impl ApiError {
         };
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
     }
+}
 
-    /// The envelope as one SSE event, for errors after a stream's header went out.
-    pub fn sse_event(&self) -> Bytes {
-        let mut event = Vec::with_capacity(self.message.len() + 96);
-        event.extend_from_slice(b"data: ");
-        event.extend_from_slice(&self.body());
-        event.extend_from_slice(b"\n\n");
-        Bytes::from(event)
-    }
+/// `payload` as one SSE `data:` event.
+fn sse_data(payload: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(payload.len() + 8);
+    event.extend_from_slice(b"data: ");
+    event.extend_from_slice(payload);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
 }
 
 #[cfg(test)]
@@ -274,6 +294,20 @@ mod tests {
         assert!(obj["param"].is_null());
         assert_eq!(obj["code"], "invalid_api_key");
         assert_eq!(obj["type"], "invalid_request_error");
+    }
+
+    #[test]
+    fn an_answer_to_a_request_names_its_id() {
+        let e = ApiError::model_not_found("m");
+        let v: serde_json::Value = serde_json::from_slice(&e.body_for("req-7")).unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            "The model `m` does not exist or you do not have access to it. (request id: req-7)"
+        );
+        assert_eq!(v["error"]["code"], "model_not_found");
+        let event = e.sse_event_for("req-7");
+        assert!(event.starts_with(b"data: {\"error\":{"));
+        assert!(event.ends_with(b"(request id: req-7)\",\"type\":\"invalid_request_error\",\"param\":\"model\",\"code\":\"model_not_found\"}}\n\n"));
     }
 
     #[test]

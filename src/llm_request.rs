@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::errors::ApiError;
 use crate::json_members::{quoted, Members};
+use crate::trace_context::TraceContext;
 
 /// The two body-carrying OpenAI operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct LlmRequest {
     pub max_tokens: Option<u64>,
     /// `n`: how many choices to generate (1 when absent).
     pub choices: u64,
+    /// The client's trace headers, for the upstream request.
+    pub trace: TraceContext,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +177,7 @@ impl LlmRequest {
             include_usage,
             max_tokens,
             choices,
+            trace: TraceContext::default(),
         })
     }
 

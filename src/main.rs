@@ -35,6 +35,7 @@ mod server_conf;
 mod state;
 mod target_state;
 mod targets;
+mod trace_context;
 mod upstream;
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! → allow-list (403) → limits (429) → the attempt loop. Azure-style paths take their key from
 //! `api-key` (or Bearer), their model from the URL, and need `api-version`.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
 use pingora::proxy::Session;
 
@@ -19,6 +19,7 @@ use crate::llm_request::{LlmRequest, Operation};
 use crate::models;
 use crate::record::RequestRecord;
 use crate::request_id;
+use crate::trace_context::TraceContext;
 
 /// Answers one client request; the answer (or the client's departure) is in `record`.
 pub async fn handle(app: &App, session: &mut Session, record: &mut RequestRecord) {
@@ -68,14 +69,16 @@ async fn serve(
         Endpoint::Deployment(operation, name) => (operation, Some(name)),
     };
     let limit = config.max_request_bytes;
-    let body = body::read(session, limit)
-        .await
-        .map_err(|e| e.to_api_error(limit))?;
-    let request = match path_model {
+    let reading = Instant::now();
+    let body = body::read(session, limit).await;
+    record.client_wait += reading.elapsed();
+    let body = body.map_err(|e| e.to_api_error(limit))?;
+    let mut request = match path_model {
         Some(_) if !has_api_version => return Err(ApiError::missing_api_version()),
         Some(name) => LlmRequest::parse_for_model(operation, body, &name)?,
         None => LlmRequest::parse(operation, body)?,
     };
+    request.trace = TraceContext::from_client(&session.req_header().headers);
     record.model = Some(request.model.clone());
     record.stream = Some(request.stream);
     let model = config

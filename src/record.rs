@@ -82,6 +82,9 @@ pub struct RequestRecord {
     pub ttft: Option<Duration>,
     /// Time spent waiting for upstreams, across every try.
     pub upstream_wait: Duration,
+    /// Time spent blocked on the client's socket: reading its body, writing
+    /// the answer to it.
+    pub client_wait: Duration,
     pub usage: Option<Usage>,
     /// `usage` was estimated from the streamed text: the upstream reported none
     /// (the stream was cut or abandoned, or the upstream cannot report it).
@@ -111,6 +114,7 @@ impl RequestRecord {
             client_gone: false,
             ttft: None,
             upstream_wait: Duration::ZERO,
+            client_wait: Duration::ZERO,
             usage: None,
             usage_estimated: false,
             rate_limit: None,
@@ -124,9 +128,12 @@ impl RequestRecord {
         self.tries.last()
     }
 
-    /// Time spent in the gateway itself so far: elapsed minus upstream waits.
+    /// Time spent in the gateway itself so far: elapsed minus the waits on
+    /// upstreams and on the client, which a direct call would have had too.
     pub fn overhead(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.upstream_wait)
+        self.started
+            .elapsed()
+            .saturating_sub(self.upstream_wait + self.client_wait)
     }
 
     /// The status for metrics and the log: `499` when the client left first.

@@ -150,13 +150,14 @@ pub fn of(kind: &ProviderKind) -> Option<&'static dyn Dialect> {
     }
 }
 
-/// The header of a JSON `POST` to `url` + `path`, without credentials: what every
-/// HTTP dialect sends the same way.
+/// The header of a JSON `POST` to `url` + `path` for `request`, without
+/// credentials: what every HTTP dialect sends the same way, the client's trace
+/// headers and the gateway's request id included.
 pub fn json_post(
     url: &UpstreamUrl,
     path: &str,
     body_len: usize,
-    stream: bool,
+    request: &LlmRequest,
     request_id: &str,
 ) -> pingora::Result<RequestHeader> {
     let mut h = RequestHeader::build(
@@ -170,13 +171,14 @@ pub fn json_post(
     h.insert_header("accept-encoding", "identity")?;
     h.insert_header(
         "accept",
-        if stream {
+        if request.stream {
             "text/event-stream"
         } else {
             "application/json"
         },
     )?;
     h.insert_header("x-request-id", request_id)?;
+    request.trace.apply(&mut h)?;
     Ok(h)
 }
 

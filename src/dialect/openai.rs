@@ -41,7 +41,7 @@ impl Dialect for OpenAi {
         };
         let body = request.upstream_body(&target.model, true);
         let build = || -> pingora::Result<RequestHeader> {
-            let mut h = json_post(base_url, path, body.len(), request.stream, request_id)?;
+            let mut h = json_post(base_url, path, body.len(), request, request_id)?;
             if let Some(key) = api_key {
                 h.insert_header("authorization", format!("Bearer {}", key.expose()))?;
             }

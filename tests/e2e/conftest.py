@@ -144,6 +144,11 @@ def new_request_id(prefix: str = "e2e") -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
 
 
+def with_request_id(message: str, request_id: str) -> str:
+    """An error message as the gateway sends it: the words, then the request id."""
+    return f"{message} (request id: {request_id})"
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -54,6 +54,7 @@ from conftest import (
     make_azure_client,
     new_request_id,
     upstream_answer,
+    with_request_id,
 )
 
 CHAT = [{"role": "user", "content": "What is the capital of Denmark?"}]
@@ -428,7 +429,7 @@ def test_azure_content_filter_400_keeps_innererror(client, fake_azure, gateway):
     assert exc.param == "prompt"
     assert exc.type == "invalid_request_error"  # Azure's null type, in OpenAI's terms
     err = envelope_with_innererror(exc)
-    assert err["message"] == AZ_FILTER_MESSAGE
+    assert err["message"] == with_request_id(AZ_FILTER_MESSAGE, rid)
     assert err["innererror"] == AZ_FILTER_INNERERROR  # kept as is
     assert exc.body["innererror"] == AZ_FILTER_INNERERROR  # what the SDK hands the app
     assert exc.response.headers["x-switchyard-provider"] == "azure-east"

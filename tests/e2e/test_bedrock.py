@@ -66,6 +66,7 @@ from conftest import (
     new_request_id,
     parse_sigv4_authorization,
     read_until_error,
+    with_request_id,
 )
 
 ERROR_KEYS = {"message", "type", "param", "code"}
@@ -581,7 +582,8 @@ def test_bedrock_errors_map_to_openai_errors(bedrock_client, fake_bedrock, bedro
     assert (exc.status_code, exc.type, exc.code) == (status, error_type, code)
     err = envelope(exc)
     if marker == "validation":
-        assert err["message"] == BR_VALIDATION_MESSAGE  # the client's fault: Bedrock's words
+        # The client's fault: Bedrock's words, then the id that finds the log line.
+        assert err["message"] == with_request_id(BR_VALIDATION_MESSAGE, rid)
     headers = exc.response.headers
     assert headers["x-request-id"] == rid
     assert headers["x-switchyard-provider"] == BEDROCK_PROVIDER

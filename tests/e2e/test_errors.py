@@ -15,6 +15,7 @@ from conftest import (
     assert_no_secret,
     make_client,
     new_request_id,
+    with_request_id,
 )
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -156,7 +157,7 @@ def test_upstream_400_passes_through_with_its_message(client, fake_upstream, gat
     exc = e.value
     assert exc.status_code == 400
     err = envelope(exc)
-    assert err["message"] == UP_BAD_REQUEST_MESSAGE
+    assert err["message"] == with_request_id(UP_BAD_REQUEST_MESSAGE, rid)
     assert exc.code == "invalid_value"
     assert exc.param == "temperature"
     assert exc.response.headers["x-switchyard-provider"] == "fake-openai"

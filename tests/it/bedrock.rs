@@ -302,9 +302,11 @@ async fn bedrock_errors_become_openai_errors_with_the_mapped_status() {
         let body = String::from_utf8_lossy(&r.body).to_string();
         assert!(!body.contains(SECRET) && !body.contains(SESSION_TOKEN));
         if prompt == "validation" {
+            // The upstream's words, then the id that finds the log line.
+            let id = r.header("x-request-id").unwrap();
             assert_eq!(
                 r.json()["error"]["message"],
-                "A conversation must start with a user message."
+                format!("A conversation must start with a user message. (request id: {id})")
             );
         }
         if prompt == "throttled" {

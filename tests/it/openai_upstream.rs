@@ -192,9 +192,10 @@ async fn client_errors_pass_through_with_the_upstreams_status_and_message() {
         (r.status, r.error_code().as_str()),
         (400, "unsupported_parameter")
     );
+    let id = r.header("x-request-id").unwrap();
     assert_eq!(
         r.json()["error"]["message"],
-        "Unsupported parameter: 'max_tokens'."
+        format!("Unsupported parameter: 'max_tokens'. (request id: {id})")
     );
     assert_eq!(r.header("x-switchyard-attempts"), Some("1"));
     assert_eq!(up.received().len(), 1, "client errors are not retried");

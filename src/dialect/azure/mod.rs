@@ -75,13 +75,7 @@ impl Dialect for Azure {
             deployment.name, deployment.version
         );
         let build = || -> pingora::Result<RequestHeader> {
-            let mut h = json_post(
-                deployment.endpoint,
-                &path,
-                body.len(),
-                request.stream,
-                request_id,
-            )?;
+            let mut h = json_post(deployment.endpoint, &path, body.len(), request, request_id)?;
             h.insert_header("api-key", deployment.api_key.expose())?;
             Ok(h)
         };

@@ -100,7 +100,7 @@ impl Dialect for Bedrock {
             ApiError::internal()
         })?);
         let path = converse_path(&target.model, request.stream);
-        let mut header = json_post(endpoint, &path, body.len(), false, request_id)
+        let mut header = json_post(endpoint, &path, body.len(), request, request_id)
             .map_err(|e| build_failed(target, e))?;
         if request.stream {
             header
