@@ -13,6 +13,7 @@ mod body;
 mod circuit;
 mod client_watch;
 mod config;
+mod diagnostics;
 mod dialect;
 mod dns;
 mod downstream;
@@ -50,9 +51,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Stderr)
-        .init();
+    diagnostics::init();
     let mut opt = Opt::parse_args();
     let Some(path) = opt.conf.take() else {
         eprintln!("switchyard: no configuration file; run `switchyard -c FILE`");

@@ -5,6 +5,7 @@
 //! serde, an unset variable is reported with the line of the value that names it.
 //! `$${` writes a literal `${`.
 
+use std::fmt;
 use std::str::FromStr;
 
 use serde::{de, Deserialize, Deserializer};
@@ -22,8 +23,53 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// Why a value could not be expanded. Its messages quote nothing of the value
+/// but a well-formed variable name, so a secret's error can be shown as is;
+/// other fields add the value themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpandError {
+    /// `${` without its `}`.
+    Unterminated,
+    /// `${...}` whose inside is not a variable name; the inside, quoted only
+    /// for values that are not secrets.
+    InvalidReference(String),
+    /// A variable that is not set and has no default.
+    Unset(String),
+}
+
+impl ExpandError {
+    /// The message for a secret field: nothing of the value, not even a
+    /// malformed reference (it may be part of a literal key).
+    pub fn redacted(&self) -> String {
+        match self {
+            ExpandError::InvalidReference(_) => {
+                "a `${...}` reference is not a valid variable name (write `$${` for a literal `${`)"
+                    .to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ExpandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpandError::Unterminated => {
+                f.write_str("unterminated `${` (write `$${` for a literal `${`)")
+            }
+            ExpandError::InvalidReference(inside) => {
+                write!(f, "`${{{inside}}}` is not a valid variable reference")
+            }
+            ExpandError::Unset(name) => write!(
+                f,
+                "environment variable `{name}` is not set (use `${{{name}:-default}}` for a default)"
+            ),
+        }
+    }
+}
+
 /// Expands `${VAR}` / `${VAR:-default}` in `raw`, looking variables up with `lookup`.
-pub fn expand(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(pos) = rest.find('$') {
@@ -33,27 +79,19 @@ pub fn expand(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Stri
             out.push_str("${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in `{raw}`"))?;
+            let end = after.find('}').ok_or(ExpandError::Unterminated)?;
             let reference = &after[..end];
             let (name, default) = match reference.split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (reference, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`${{{reference}}}` is not a valid variable reference"
-                ));
+                return Err(ExpandError::InvalidReference(reference.to_string()));
             }
             match (lookup(name), default) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable `{name}` is not set (use `${{{name}:-default}}` for a default)"
-                    ))
-                }
+                (None, None) => return Err(ExpandError::Unset(name.to_string())),
             }
             rest = &after[end + 1..];
         } else {
@@ -133,8 +171,21 @@ mod tests {
     #[test]
     fn unset_variable_without_default_is_an_error() {
         let e = expand("${MISSING}", env).unwrap_err();
-        assert!(e.contains("`MISSING` is not set"), "{e}");
-        assert!(expand("${KEY", env).is_err());
-        assert!(expand("${bad name}", env).is_err());
+        assert!(e.to_string().contains("`MISSING` is not set"), "{e}");
+        assert_eq!(expand("${KEY", env), Err(ExpandError::Unterminated));
+        assert_eq!(
+            expand("${bad name}", env),
+            Err(ExpandError::InvalidReference("bad name".into()))
+        );
+    }
+
+    #[test]
+    fn redacted_messages_quote_nothing_of_the_value() {
+        let value = "sk-live-9f8e7d${not a name}";
+        let e = expand(value, env).unwrap_err();
+        assert!(e.to_string().contains("not a name"));
+        assert!(!e.redacted().contains("not a name"), "{}", e.redacted());
+        let e = expand("sk-live-9f8e7d${", env).unwrap_err();
+        assert!(!e.redacted().contains("sk-live"), "{}", e.redacted());
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{de::Error as _, Deserialize, Deserializer};
 
-use super::expand::Text;
+use super::expand::{expand, ExpandError, Text};
 
 /// The shortest piece of a secret that counts as quoting it.
 pub const QUOTE_WINDOW: usize = 6;
@@ -60,8 +60,19 @@ impl fmt::Display for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// Like [`Text`], but an expansion error never quotes the value: a literal
+    /// key that happens to hold `${` must not end up in an error message. An
+    /// unset variable quotes its reference instead, which is all the line holds
+    /// and lets the error name that line (see `config::from_serde`); any other
+    /// fault is reported at the enclosing mapping.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Secret(Text::deserialize(d)?.0))
+        let raw = String::deserialize(d)?;
+        expand(&raw, |name| std::env::var(name).ok())
+            .map(Secret)
+            .map_err(|e| match &e {
+                ExpandError::Unset(name) => D::Error::custom(format!("`${{{name}}}`: {e}")),
+                _ => D::Error::custom(e.redacted()),
+            })
     }
 }
 

@@ -558,3 +558,13 @@ fn prices_must_be_finite_and_not_negative() {
         assert_eq!(e.field, "models.demo.targets[0].price", "{e}");
     }
 }
+
+#[test]
+fn a_secret_that_cannot_be_expanded_is_not_quoted_in_the_error() {
+    for broken in ["sk-app-7f3e${oops", "sk-app-7f3e${not a name}"] {
+        let e = error(&BASE.replace("key: sk-app", &format!("key: \"{broken}\"")));
+        // Without the value to look for, the error names the key's mapping.
+        assert_eq!((e.line, e.field.as_str()), (Some(3), "keys[0]"), "{e}");
+        assert!(!e.to_string().contains("7f3e"), "{e}");
+    }
+}
