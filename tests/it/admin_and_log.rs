@@ -1,7 +1,12 @@
 //! The admin listener and the metrics and access log fed by the request record.
 
+use std::time::Duration;
+
+use serde_json::json;
+
 use crate::support::gateway::{config, Gateway, KEY};
 use crate::support::http::{self, exchange, post};
+use crate::support::upstream::{FakeUpstream, Reply};
 
 const MOCK: &str = "providers:\n  demo:\n    type: mock\nmodels:\n  demo:\n    targets:\n      - { provider: demo, model: m }\n";
 
@@ -126,4 +131,59 @@ async fn every_request_writes_one_complete_log_line() {
         (Some(404), Some("not_found"))
     );
     assert!(missing["key"].is_null() && missing["provider"].is_null());
+}
+
+/// The value of the sample `name` (labels included, as exposed) in `/metrics`.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+#[tokio::test]
+async fn overhead_leaves_out_the_time_spent_waiting_on_the_upstream() {
+    const UPSTREAM_DELAY: Duration = Duration::from_millis(400);
+    let up = FakeUpstream::start(|_| {
+        // The test's runtime has nothing else to do meanwhile: the gateway is
+        // another process.
+        std::thread::sleep(UPSTREAM_DELAY);
+        Reply::ok(json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}))
+    })
+    .await;
+    let gw = Gateway::start(&config(
+        None,
+        &format!(
+            "providers:\n  slow:\n    type: openai\n    base_url: {}\nmodels:\n  demo:\n    targets:\n      - {{ provider: slow, model: m }}\n",
+            up.url("/v1")
+        ),
+    ))
+    .await;
+    let chat = r#"{"model":"demo","messages":[{"role":"user","content":"hi"}]}"#;
+    let r = exchange(gw.addr, &post("/v1/chat/completions", chat)).await;
+    assert_eq!(r.status, 200);
+    let overhead_ms: f64 = r
+        .header("x-switchyard-overhead-ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let line = &gw.log_lines(1).await[0];
+    let waited = UPSTREAM_DELAY.as_millis() as f64;
+    assert!(line["duration_ms"].as_f64().unwrap() >= waited, "{line}");
+    assert!(line["upstream_ms"].as_f64().unwrap() >= waited, "{line}");
+    // A debug build on a busy CI machine still spends far less than this itself.
+    assert!(overhead_ms < 100.0, "overhead header {overhead_ms} ms");
+
+    let text = String::from_utf8(http::get(gw.admin, "/metrics", &[]).await.unwrap().body).unwrap();
+    assert_eq!(sample(&text, "switchyard_overhead_seconds_count"), 1.0);
+    assert!(
+        sample(&text, "switchyard_overhead_seconds_sum") < 0.1,
+        "{text}"
+    );
+    let duration = sample(
+        &text,
+        r#"switchyard_request_duration_seconds_sum{model="demo",provider="slow"}"#,
+    );
+    assert!(duration >= UPSTREAM_DELAY.as_secs_f64(), "{text}");
 }
