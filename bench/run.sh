@@ -5,11 +5,12 @@
 # alternating direct → nginx → gateway, and judged against DESIGN.md §6; then
 # failover: the gateway with a broken primary target against the same gateway's
 # healthy single-target model (issue 5); then limits: a key with limits against
-# one without, on the same gateway (issue 6).
+# one without, on the same gateway (issue 6); then logging: a gateway with the
+# access log on against one with it off, and where the CPU goes (issue 7).
 # See bench/README.md for what is measured and how to read the output.
 #
 # Knobs (environment variables, defaults in brackets):
-#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang limits]
+#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang limits logging]
 #                                         scenarios to run, space-separated
 #   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
 #   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
@@ -28,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang limits}
+SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang limits logging}
 TARGETS=${BENCH_TARGETS:-direct nginx gateway}
 ROUNDS=${BENCH_ROUNDS:-3}
 LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
@@ -173,10 +174,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# HANG_PORT: the fake's never-answering listener; CLOSED_PORT: nothing listens.
-read -ra PORTS <<<"$("$LOADGEN" free-ports --count 6)"
+# HANG_PORT: the fake's never-answering listener; CLOSED_PORT: nothing listens;
+# LOGGED_*: the logging scenario's second gateway.
+read -ra PORTS <<<"$("$LOADGEN" free-ports --count 8)"
 UPSTREAM_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} GATEWAY_PORT=${PORTS[2]} ADMIN_PORT=${PORTS[3]}
-HANG_PORT=${PORTS[4]} CLOSED_PORT=${PORTS[5]}
+HANG_PORT=${PORTS[4]} CLOSED_PORT=${PORTS[5]} LOGGED_PORT=${PORTS[6]} LOGGED_ADMIN_PORT=${PORTS[7]}
 
 # render TEMPLATE OUT KEY=VALUE... : replaces each @KEY@ in TEMPLATE.
 render() {
@@ -256,11 +258,13 @@ child_of() {
 
 # start_gateway CONFIG_TEMPLATE [KEY=VALUE...]: the ports, and the scenario's
 # own KEY=VALUE pairs, are filled into the template.
+# The access log (one JSON line per request) goes to GATEWAY_STDOUT, by default
+# discarded.
 start_gateway() {
     render "$1" "$TMP/gateway.yaml" LISTEN_PORT="$GATEWAY_PORT" ADMIN_PORT="$ADMIN_PORT" \
         UPSTREAM_PORT="$UPSTREAM_PORT" "${@:2}"
-    # The access log (one JSON line per request) goes to stdout: discard it.
-    taskset -c "$PROXY_CORE" "$GATEWAY" -c "$TMP/gateway.yaml" >/dev/null 2>"$TMP/gateway.log" &
+    taskset -c "$PROXY_CORE" "$GATEWAY" -c "$TMP/gateway.yaml" >"${GATEWAY_STDOUT:-/dev/null}" \
+        2>"$TMP/gateway.log" &
     GATEWAY_PID=$!
     track "$GATEWAY_PID" gateway
     wait_http gateway "$GATEWAY_PID" "$TMP/gateway.log" "http://127.0.0.1:$ADMIN_PORT/readyz"
@@ -318,7 +322,7 @@ ours_ticks() {
     stat=${stat##*) }
     read -ra f <<<"$stat"
     total=$((f[13] + f[14]))
-    for pid in "$FAKE_PID" "${NGINX_PID:-}" "${NGINX_WORKER:-}" "${GATEWAY_PID:-}"; do
+    for pid in "$FAKE_PID" "${NGINX_PID:-}" "${NGINX_WORKER:-}" "${GATEWAY_PID:-}" "${LOGGED_PID:-}"; do
         [[ -n $pid ]] && running "$pid" && total=$((total + $(cpu_ticks "$pid")))
     done
     echo "$total"
@@ -334,8 +338,13 @@ proc_logs() {
 # target_url TARGET [KIND]: where TARGET is sent a request of KIND (plain,
 # stream, hold, long); upstream dialects may put streams on other paths. The
 # failover scenarios' targets, healthy and failover, are two models of the gateway;
-# the limits scenario's, free, limited and capped, are three of its keys.
+# the limits scenario's, free, limited and capped, are three of its keys; the
+# logging scenario's quiet is the gateway, logged a second one.
 target_url() {
+    if [[ $1 == logged ]]; then
+        echo "http://127.0.0.1:$LOGGED_PORT$SC_GATEWAY_PATH"
+        return 0
+    fi
     if ! is_upstream_side "$1"; then
         echo "http://127.0.0.1:$GATEWAY_PORT$SC_GATEWAY_PATH"
         return 0
@@ -370,7 +379,12 @@ target_body() {
 
 # The process whose CPU and memory count for a target.
 target_pid() {
-    case $1 in direct) echo "$FAKE_PID" ;; nginx) echo "$NGINX_WORKER" ;; *) echo "$GATEWAY_PID" ;; esac
+    case $1 in
+    direct) echo "$FAKE_PID" ;;
+    nginx) echo "$NGINX_WORKER" ;;
+    logged) echo "$LOGGED_PID" ;;
+    *) echo "$GATEWAY_PID" ;;
+    esac
 }
 
 # cpu_ticks PID: utime + stime of the whole process, in clock ticks.
@@ -679,16 +693,25 @@ refused_connects() {
 # hang_count WHAT: how many `hang: WHAT` lines the fake upstream has logged.
 hang_count() { grep -c "hang: $1" "$TMP/fake.log" || true; }
 
+# scrape_metrics ADMIN_PORT: a gateway's /metrics text.
+scrape_metrics() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || die "cannot reach the gateway's admin port $1"
+    printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+    timeout 5 cat <&3 || true
+    exec 3<&-
+}
+
+# metric_sum ADMIN_PORT NAME [FILTER]: the sum of every series of NAME (whose
+# labels match the awk regex FILTER) on that gateway's /metrics.
+metric_sum() {
+    scrape_metrics "$1" | awk -v name="$2" -v filter="${3:-}" \
+        '($1 == name || index($1, name "{") == 1) && $0 ~ filter { n += $NF } END { printf "%d\n", n }'
+}
+
 # gateway_primary_tries: upstream tries on the provider `primary` so far, by
 # the gateway's own count (switchyard_upstream_attempts_total on /metrics).
 gateway_primary_tries() {
-    local metrics
-    exec 3<>"/dev/tcp/127.0.0.1/$ADMIN_PORT" || die "cannot reach the gateway's admin port"
-    printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-    metrics=$(timeout 5 cat <&3 || true)
-    exec 3<&-
-    awk '/^switchyard_upstream_attempts_total\{/ && /provider="primary"/ { n += $NF } END { print n + 0 }' \
-        <<<"$metrics"
+    metric_sum "$ADMIN_PORT" switchyard_upstream_attempts_total 'provider="primary"'
 }
 
 # measure_failover: ROUNDS alternating rounds; in each, FAILOVER_SECS of steady
@@ -782,6 +805,89 @@ run_limits() {
     measure_capped
     stop_gateway
     report_limits
+}
+
+# ---------------------------------------------------------------------------
+# Logging (issue 7): two gateways on one config (gateway-logging.yaml.template),
+# quiet with the access log off and logged with it on, writing to a file as it
+# would to journald's pipe. Both keep their metrics: the difference between the
+# two is what the access log costs. A perf profile of logged under load (when
+# perf is installed) then says what the metrics and the log take of its CPU.
+
+scenario_logging() {
+    SC_TITLE="metrics and the access log: the log on against off"
+    SC_LOGGING=1
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway-logging.yaml.template
+    MEASURED="quiet logged"
+    BASELINE=quiet
+    openai_clients
+}
+
+# measure_log_lines: the logged gateway wrote one line per request it counted,
+# less what it dropped (and says so).
+measure_log_lines() {
+    RES[log_requests]=$(metric_sum "$LOGGED_ADMIN_PORT" switchyard_requests_total)
+    RES[log_dropped]=$(metric_sum "$LOGGED_ADMIN_PORT" switchyard_access_log_dropped_total)
+    # The writer writes every 10 ms; give the last batch time to land.
+    sleep 0.2
+    RES[log_lines]=$(wc -l <"$TMP/access.log")
+    RES[log_bytes]=$(calc "$(stat -c %s "$TMP/access.log") / ${RES[log_lines]}" 0)
+}
+
+# profile_share PATTERN: the share (%) of the profiled CPU spent in functions
+# whose name matches the awk regex PATTERN, callees included.
+profile_share() {
+    awk -v pattern="$1" '$1 ~ /%$/ && $0 ~ pattern { v = $1 + 0; if (v > m) m = v } END { printf "%.2f\n", m }' \
+        "$TMP/profile.txt"
+}
+
+# measure_profile: a perf profile of the logged gateway during one throughput
+# run: the logging hook's share (metrics, then the access log's hand-off to its
+# queue: the line's formatting), the hand-off's, and the writer thread's.
+measure_profile() {
+    if ! command -v perf >/dev/null 2>&1; then
+        log "bench: perf is not installed: no profile (apt-get install linux-perf)"
+        return 0
+    fi
+    taskset -c "$CLIENT_CORE" "$LOADGEN" throughput --url "$(target_url logged)" \
+        --header "$(target_header logged)" --body "$(target_body logged plain)" \
+        --connections "$CONNECTIONS" --duration-secs "$THROUGHPUT_SECS" >"$TMP/profile-load.out" &
+    local load=$!
+    track "$load" "loadgen under profile"
+    sleep 0.5
+    if ! perf record -q -F 299 --call-graph dwarf,65528 -p "$LOGGED_PID" -o "$TMP/perf.data" \
+        -- sleep $((THROUGHPUT_SECS - 1)) >/dev/null 2>"$TMP/perf.log"; then
+        log "bench: perf record failed (no profile): $(tail -n 1 "$TMP/perf.log")"
+        stop_pid "$load"
+        return 0
+    fi
+    stop_pid "$load"
+    perf report -i "$TMP/perf.data" --children --stdio --sort symbol -g none 2>/dev/null >"$TMP/profile.txt"
+    RES[share_hook]=$(profile_share 'ProxyHttp>::logging::')
+    RES[share_handoff]=$(profile_share 'access_log::writer::AccessLog::write')
+    RES[share_writer]=$(profile_share 'access_log::writer::write_lines')
+    RES[share_metrics]=$(calc "${RES[share_hook]} - ${RES[share_handoff]}" 2)
+    log "  profile of logged: logging hook ${RES[share_hook]}%, of which access-log hand-off" \
+        "${RES[share_handoff]}%; writer thread ${RES[share_writer]}%"
+}
+
+# run_logging: the two gateways measured side by side, then the profile.
+run_logging() {
+    start_gateway "$SC_GATEWAY_CONFIG" ACCESS_LOG=false
+    local quiet=$GATEWAY_PID
+    GATEWAY_PORT=$LOGGED_PORT ADMIN_PORT=$LOGGED_ADMIN_PORT GATEWAY_STDOUT=$TMP/access.log \
+        start_gateway "$SC_GATEWAY_CONFIG" ACCESS_LOG=true
+    LOGGED_PID=$GATEWAY_PID
+    GATEWAY_PID=$quiet
+    measure_latency
+    measure_ttfc
+    measure_throughput
+    measure_log_lines
+    measure_profile
+    stop_pid "$LOGGED_PID"
+    LOGGED_PID=""
+    stop_gateway
+    report_logging
 }
 
 # ---------------------------------------------------------------------------
@@ -961,17 +1067,53 @@ report_limits() {
     report_noise
 }
 
+# report_logging: the logging table: both gateways' latency, CPU and
+# throughput; the log's completeness; and the profile's shares, in µs.
+report_logging() {
+    printf '\n== Switchyard benchmark: %s ==\n' "$SC_TITLE"
+    printf 'two gateways on one config: quiet (access_log off); logged (on, to a file). Both count\n'
+    printf 'every metric, a priced target included. Medians of %s alternating rounds\n\n' "$ROUNDS"
+    row "measure" "quiet" "logged" "added" "ratio" "budget" "verdict"
+    row "-------" "-----" "------" "-----" "-----" "------" "-------"
+    pair_line "latency p50 (µs)" lat_p50
+    pair_line "latency p99 (µs)" lat_p99
+    pair_line "first chunk p50 (µs)" ttfc_p50
+    pair_line "first chunk p99 (µs)" ttfc_p99
+    RES[added_cpu:logged]=$(calc "${RES[cpu:logged]} - ${RES[cpu:quiet]}" 2)
+    pair_line "CPU per request (µs)" cpu
+    pair_line "throughput, $CONNECTIONS conns (req/s)" rps
+    judge "l + d == r" l="${RES[log_lines]}" d="${RES[log_dropped]}" r="${RES[log_requests]}"
+    row "access-log lines / requests" "" "${RES[log_lines]} / ${RES[log_requests]}" "" "" \
+        "lines + dropped = requests" "$VERDICT"
+    row "access-log lines dropped" "" "${RES[log_dropped]}" "" "" "" ""
+    row "access-log bytes per line" "" "${RES[log_bytes]}" "" "" "" ""
+    if [[ -n ${RES[share_hook]:-} ]]; then
+        local cpu=${RES[cpu:logged]}
+        row "profile: metrics (% / µs)" "" "${RES[share_metrics]}%" \
+            "$(calc "${RES[share_metrics]} * $cpu / 100" 2)" "" "" ""
+        row "profile: log hand-off (% / µs)" "" "${RES[share_handoff]}%" \
+            "$(calc "${RES[share_handoff]} * $cpu / 100" 2)" "" "" ""
+        row "profile: log writer (% / µs)" "" "${RES[share_writer]}%" \
+            "$(calc "${RES[share_writer]} * $cpu / 100" 2)" "" "" ""
+    fi
+    printf '\nadded = logged minus quiet (CPU: of the medians); ratio = logged / quiet. Profile: shares of\n'
+    printf "logged's CPU during one more throughput run (perf, callees included), and those shares of its\n"
+    printf 'CPU per request. metrics = the logging hook less the hand-off (the line formatted and queued).\n'
+    report_noise
+}
+
 # run_scenario NAME: sets the scenario up, measures and reports it.
 run_scenario() {
     local name=$1 k
     declare -F "scenario_$name" >/dev/null || die "unknown scenario '$name'"
     SC_FAILOVER=0
     SC_LIMITS=0
+    SC_LOGGING=0
     SC_GATEWAY_VARS=()
     MEASURED=$TARGETS
     BASELINE=direct
     "scenario_$name"
-    if ((SC_FAILOVER || SC_LIMITS)) && ! has_target gateway; then
+    if ((SC_FAILOVER || SC_LIMITS || SC_LOGGING)) && ! has_target gateway; then
         log "bench: scenario $name skipped: it measures the gateway, which BENCH_TARGETS leaves out"
         return 0
     fi
@@ -983,6 +1125,8 @@ run_scenario() {
         run_failover
     elif ((SC_LIMITS)); then
         run_limits
+    elif ((SC_LOGGING)); then
+        run_logging
     else
         run_comparison
     fi
