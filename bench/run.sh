@@ -1037,6 +1037,21 @@ report_failover() {
     report_noise
 }
 
+# pair_measures: the head of a two-target table (BASELINE, then the other of
+# MEASURED) and its latency, first chunk, CPU and throughput rows.
+pair_measures() {
+    local t=${MEASURED#"$BASELINE "}
+    row "measure" "$BASELINE" "$t" "added" "ratio" "budget" "verdict"
+    row "-------" "${BASELINE//?/-}" "${t//?/-}" "-----" "-----" "------" "-------"
+    pair_line "latency p50 (µs)" lat_p50
+    pair_line "latency p99 (µs)" lat_p99
+    pair_line "first chunk p50 (µs)" ttfc_p50
+    pair_line "first chunk p99 (µs)" ttfc_p99
+    RES[added_cpu:$t]=$(calc "${RES[cpu:$t]} - ${RES[cpu:$BASELINE]}" 2)
+    pair_line "CPU per request (µs)" cpu
+    pair_line "throughput, $CONNECTIONS conns (req/s)" rps
+}
+
 # report_limits: the limits table: both keys' latency, CPU and throughput, and
 # what the capped key admitted against what its budget allows.
 report_limits() {
@@ -1044,15 +1059,7 @@ report_limits() {
     printf 'one gateway, three keys: free (no limits); limited (requests and tokens per minute, never\n'
     printf 'reached: every request pays the whole limiter); capped (%s requests a minute). Medians of\n' "$CAPPED_RPM"
     printf '%s alternating rounds\n\n' "$ROUNDS"
-    row "measure" "free" "limited" "added" "ratio" "budget" "verdict"
-    row "-------" "----" "-------" "-----" "-----" "------" "-------"
-    pair_line "latency p50 (µs)" lat_p50
-    pair_line "latency p99 (µs)" lat_p99
-    pair_line "first chunk p50 (µs)" ttfc_p50
-    pair_line "first chunk p99 (µs)" ttfc_p99
-    RES[added_cpu:limited]=$(calc "${RES[cpu:limited]} - ${RES[cpu:free]}" 2)
-    pair_line "CPU per request (µs)" cpu
-    pair_line "throughput, $CONNECTIONS conns (req/s)" rps
+    pair_measures
     local allowed=${RES[capped_allowed]}
     judge "a <= $allowed && a >= 0.98 * $allowed" a="${RES[capped_admitted]:-}"
     row "capped key: admitted in $THROUGHPUT_SECS s" "" "${RES[capped_admitted]}" "" "" \
@@ -1073,15 +1080,7 @@ report_logging() {
     printf '\n== Switchyard benchmark: %s ==\n' "$SC_TITLE"
     printf 'two gateways on one config: quiet (access_log off); logged (on, to a file). Both count\n'
     printf 'every metric, a priced target included. Medians of %s alternating rounds\n\n' "$ROUNDS"
-    row "measure" "quiet" "logged" "added" "ratio" "budget" "verdict"
-    row "-------" "-----" "------" "-----" "-----" "------" "-------"
-    pair_line "latency p50 (µs)" lat_p50
-    pair_line "latency p99 (µs)" lat_p99
-    pair_line "first chunk p50 (µs)" ttfc_p50
-    pair_line "first chunk p99 (µs)" ttfc_p99
-    RES[added_cpu:logged]=$(calc "${RES[cpu:logged]} - ${RES[cpu:quiet]}" 2)
-    pair_line "CPU per request (µs)" cpu
-    pair_line "throughput, $CONNECTIONS conns (req/s)" rps
+    pair_measures
     judge "l + d == r" l="${RES[log_lines]}" d="${RES[log_dropped]}" r="${RES[log_requests]}"
     row "access-log lines / requests" "" "${RES[log_lines]} / ${RES[log_requests]}" "" "" \
         "lines + dropped = requests" "$VERDICT"

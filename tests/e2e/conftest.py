@@ -1621,6 +1621,15 @@ def serving(server: RecordingServer) -> Iterator[RecordingServer]:
         thread.join(timeout=2)
 
 
+@pytest.fixture(scope="module")
+def refused_port() -> Iterator[int]:
+    """A 127.0.0.1 port that refuses connections: bound (so nothing else takes it)
+    and never listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def fake_upstream() -> Iterator[FakeOpenAIServer]:
     with serving(FakeOpenAIServer()) as server:

@@ -22,7 +22,6 @@ no test's failures can open a circuit another test depends on.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Iterator
@@ -204,15 +203,6 @@ def failover_gateway_config(upstream_base_url: str, azure_origin: str, bedrock_o
 # --------------------------------------------------------------------------------------
 # Fixtures and helpers
 # --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def refused_port() -> Iterator[int]:
-    """A 127.0.0.1 port that refuses connections: bound (so nothing else takes it)
-    and never listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def failover_gateway(start_gateway, fake_upstream, fake_azure, fake_bedrock, refused_port,

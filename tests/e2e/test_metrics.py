@@ -24,7 +24,6 @@ import json
 import math
 import re
 import secrets
-import socket
 import struct
 import threading
 import time
@@ -221,15 +220,6 @@ def metrics_gateway_config(upstream_base_url: str, azure_origin: str, bedrock_or
         "routing": dict(ROUTING, circuit_breaker=NEVER_OPENS),
         "pingora": pingora_settings(workdir),
     }
-
-
-@pytest.fixture(scope="module")
-def refused_port() -> Iterator[int]:
-    """A 127.0.0.1 port that refuses connections: bound (so nothing else takes it)
-    and never listening."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
