@@ -66,6 +66,7 @@ impl ProxyHttp for Gateway {
         }
         record.settle_limits();
         self.app.metrics.observe(record);
+        // Last: the line takes the record's strings.
         self.app.access_log.write(record);
     }
 }

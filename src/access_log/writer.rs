@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 
-use super::line;
+use super::line::Line;
 use crate::config::Config;
 use crate::record::RequestRecord;
 
@@ -35,7 +35,7 @@ const BATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The queue to the writer thread.
 pub struct AccessLog {
-    queue: SyncSender<String>,
+    queue: SyncSender<Line>,
     /// `access_log.enabled` of the current config.
     enabled: AtomicBool,
     dropped: IntCounter,
@@ -69,14 +69,15 @@ impl AccessLog {
             .store(config.access_log.enabled, Ordering::Relaxed);
     }
 
-    /// Queues `record`'s line, unless the access log is off; never blocks.
-    pub fn write(&self, record: &RequestRecord) {
+    /// Queues `record`'s line, unless the access log is off; never blocks. The
+    /// line takes the record's strings: call this last.
+    pub fn write(&self, record: &mut RequestRecord) {
         if self.enabled.load(Ordering::Relaxed) {
-            self.send(line::format(record));
+            self.send(Line::take(record));
         }
     }
 
-    fn send(&self, line: String) {
+    fn send(&self, line: Line) {
         // Full, or (never expected) the writer thread is gone: either way the
         // line is lost, and counted.
         if self.queue.try_send(line).is_err() {
@@ -86,7 +87,7 @@ impl AccessLog {
 }
 
 /// The writer thread: everything queued is written, one flush per batch.
-fn write_lines(lines: Receiver<String>, sink: impl Write) {
+fn write_lines(lines: Receiver<Line>, sink: impl Write) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, sink);
     let mut failing = false;
     // `recv` blocks only when nothing queued up during the rest.
@@ -109,8 +110,8 @@ fn write_lines(lines: Receiver<String>, sink: impl Write) {
     }
 }
 
-fn write_line(out: &mut impl Write, line: &str) -> std::io::Result<()> {
-    out.write_all(line.as_bytes())?;
+fn write_line(out: &mut impl Write, line: &Line) -> std::io::Result<()> {
+    line.write_json(&mut *out)?;
     out.write_all(b"\n")
 }
 
@@ -142,11 +143,25 @@ mod tests {
         }
     }
 
+    /// The line of a request whose id is `id`.
+    fn line(id: &str) -> Line {
+        let mut record = RequestRecord::start();
+        record.request_id = id.to_string();
+        Line::take(&mut record)
+    }
+
+    /// The request ids of the lines written, once there are `want` of them.
     fn written_lines(written: &Mutex<Vec<u8>>, want: usize) -> Vec<String> {
         for _ in 0..500 {
             let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
             if text.lines().count() >= want {
-                return text.lines().map(str::to_string).collect();
+                return text
+                    .lines()
+                    .map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        v["request_id"].as_str().unwrap().to_string()
+                    })
+                    .collect();
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -166,11 +181,11 @@ mod tests {
         let dropped = IntCounter::new("dropped", "test").unwrap();
         let log = AccessLog::start(sink, 4, dropped.clone()).unwrap();
 
-        log.send("line 0".into());
+        log.send(line("line 0"));
         writer_blocked.recv().unwrap();
         // The writer holds line 0; four lines fit the queue, the next three do not.
         for i in 1..=7 {
-            log.send(format!("line {i}"));
+            log.send(line(&format!("line {i}")));
         }
         assert_eq!(dropped.get(), 3);
 
@@ -179,7 +194,7 @@ mod tests {
             written_lines(&written, 5),
             ["line 0", "line 1", "line 2", "line 3", "line 4"]
         );
-        log.send("line 8".into());
+        log.send(line("line 8"));
         assert_eq!(written_lines(&written, 6)[5], "line 8");
         assert_eq!(dropped.get(), 3);
     }
