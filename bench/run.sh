@@ -843,7 +843,7 @@ profile_share() {
 
 # measure_profile: a perf profile of the logged gateway during one throughput
 # run: the logging hook's share (metrics, then the access log's hand-off to its
-# queue: the line's formatting), the hand-off's, and the writer thread's.
+# queue: the record's strings moved into a line), the hand-off's, and the writer's.
 measure_profile() {
     if ! command -v perf >/dev/null 2>&1; then
         log "bench: perf is not installed: no profile (apt-get install linux-perf)"
@@ -1097,7 +1097,7 @@ report_logging() {
     fi
     printf '\nadded = logged minus quiet (CPU: of the medians); ratio = logged / quiet. Profile: shares of\n'
     printf "logged's CPU during one more throughput run (perf, callees included), and those shares of its\n"
-    printf 'CPU per request. metrics = the logging hook less the hand-off (the line formatted and queued).\n'
+    printf 'CPU per request. metrics = the logging hook less the hand-off (the line moved to the queue).\n'
     report_noise
 }
 
