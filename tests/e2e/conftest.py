@@ -1384,6 +1384,12 @@ class Gateway:
     def admin_url(self) -> str:
         return f"http://{self.config['admin_listen']}"
 
+    def metrics_text(self) -> str:
+        """The admin listener's /metrics, as Prometheus text."""
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=5) as response:
+            assert response.status == 200
+            return response.read().decode("utf-8")
+
     def start(self) -> None:
         config_path = self.workdir / "switchyard.yaml"
         # JSON is YAML: no YAML library needed, and no quoting surprises.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -208,13 +207,6 @@ def send_traffic(gateway) -> None:
     assert gateway.log_for(refused)["status"] == 429
 
 
-def scrape(gateway) -> str:
-    """The admin listener's /metrics, as text."""
-    with urllib.request.urlopen(gateway.admin_url + "/metrics", timeout=5) as response:
-        assert response.status == 200
-        return response.read().decode("utf-8")
-
-
 def exported_metrics(exposition: str) -> dict[str, str]:
     """Metric name -> family type ("counter", "gauge", "histogram") of every series in
     a Prometheus text exposition. prometheus_client strips `_total` from a counter's
@@ -230,7 +222,7 @@ def exported(start_gateway, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """What a gateway that saw `send_traffic` exports, by `exported_metrics`."""
     gateway = start_on_free_ports(start_gateway, tmp_path_factory, dashboard_gateway_config)
     send_traffic(gateway)
-    return exported_metrics(scrape(gateway))
+    return exported_metrics(gateway.metrics_text())
 
 
 def test_every_metric_the_dashboard_uses_is_exported(exported):

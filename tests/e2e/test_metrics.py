@@ -27,7 +27,6 @@ import secrets
 import struct
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,13 +261,6 @@ def labels(**values: str) -> frozenset:
     return frozenset(values.items())
 
 
-def exposition(gateway) -> str:
-    """The admin listener's /metrics, as text."""
-    with urllib.request.urlopen(gateway.admin_url + "/metrics", timeout=5) as response:
-        assert response.status == 200
-        return response.read().decode("utf-8")
-
-
 def parse(text: str) -> Snapshot:
     """{(sample name, labels): value} of a Prometheus text exposition."""
     return {(sample.name, frozenset(sample.labels.items())): sample.value
@@ -278,7 +270,7 @@ def parse(text: str) -> Snapshot:
 
 def scrape(gateway) -> Snapshot:
     """A snapshot of the gateway's /metrics."""
-    return parse(exposition(gateway))
+    return parse(gateway.metrics_text())
 
 
 def moved(before: Snapshot, after: Snapshot, name: str) -> dict[frozenset, float]:
@@ -448,7 +440,7 @@ def test_local_answers_are_labelled_unknown_and_none(app, metrics_gateway):
     assert statuses(unknown) == [404] * LOCAL_ANSWERS
     assert statuses(unauthorized) == [401] * LOCAL_ANSWERS
     logged(metrics_gateway, unknown + unauthorized)
-    text = exposition(metrics_gateway)
+    text = metrics_gateway.metrics_text()
     after = parse(text)
 
     assert moved(before, after, "switchyard_requests_total") == {
