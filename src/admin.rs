@@ -45,7 +45,9 @@ impl ServeHttp for Admin {
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => {
                 let listen = self.app.config().listen.clone();
-                let (status, state) = if self.app.state.api_listener.is_up(&listen).await {
+                let (status, state) = if self.app.drain.is_draining() {
+                    (503, "draining")
+                } else if self.app.state.api_listener.is_up(&listen).await {
                     (200, "ready")
                 } else {
                     (503, "starting")

@@ -7,6 +7,7 @@ use pingora::connectors::http::Connector;
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
+use crate::lifecycle::Drain;
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -17,6 +18,8 @@ pub struct App {
     pub state: State,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// The in-flight count and phase that shutdown and upgrades drain.
+    pub drain: Arc<Drain>,
     /// Pingora's client connector: connection pools, TLS (with the server's CA
     /// settings) and HTTP/1 or h2 sessions for every upstream try.
     pub connector: Connector,
@@ -27,17 +30,31 @@ impl App {
     pub fn new(config: Config, connector: Connector) -> std::io::Result<Self> {
         let metrics = Metrics::new();
         let state = State::new(&metrics);
-        state.targets.sync(&config);
-        state.limits.sync(&config);
         let access_log = AccessLog::to_stdout(metrics.access_log_dropped.clone())?;
-        access_log.sync(&config);
-        Ok(App {
+        let app = App {
             config: ArcSwap::from_pointee(config),
             state,
             metrics,
             access_log,
+            drain: Arc::default(),
             connector,
-        })
+        };
+        app.sync_state(&app.config());
+        Ok(app)
+    }
+
+    /// Makes `config` the snapshot new requests load. The long-lived state is
+    /// synced first (entries for new keys and targets, resized limits, gone
+    /// ones dropped), so the first request on the new snapshot finds its state.
+    pub fn install(&self, config: Config) {
+        self.sync_state(&config);
+        self.config.store(Arc::new(config));
+    }
+
+    fn sync_state(&self, config: &Config) {
+        self.state.targets.sync(config);
+        self.state.limits.sync(config);
+        self.access_log.sync(config);
     }
 
     /// The current config snapshot; a request loads it once and keeps it.

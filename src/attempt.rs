@@ -14,7 +14,7 @@ use pingora::proxy::Session;
 use tokio::time::Instant;
 
 use crate::app::App;
-use crate::client_watch::{unless_client_leaves, Raced};
+use crate::client_watch::{await_upstream, Raced};
 use crate::config::{Config, Model, RetryOn, Target};
 use crate::dialect::mock::{self, MockAnswer};
 use crate::dialect::{self, ClientEvent, Dialect, ResponseTranslator, UpstreamFault};
@@ -343,6 +343,25 @@ impl Attempt<'_> {
         TryResult::Answered
     }
 
+    /// The drain ran out of time during this try: nothing is learned about the
+    /// target, and the client gets `shutting_down` — as an error event if its
+    /// stream has begun, as an answer otherwise — instead of a cut connection.
+    async fn cut_off(
+        &self,
+        session: &mut Session,
+        record: &mut RequestRecord,
+        streaming: bool,
+    ) -> TryResult {
+        self.note(record, None);
+        let error = ApiError::shutting_down();
+        if streaming {
+            downstream::fail_stream(session, record, &error).await;
+        } else {
+            downstream::send_error(session, record, &error).await;
+        }
+        TryResult::Answered
+    }
+
     async fn mock(&self, session: &mut Session, record: &mut RequestRecord) -> TryResult {
         self.begin(record);
         let answer = match mock::answer(self.request, &self.target.model, &record.request_id) {
@@ -422,10 +441,11 @@ impl Attempt<'_> {
             &encoded.body,
             self.limits,
         );
-        let opened = unless_client_leaves(session, open).await;
+        let opened = await_upstream(session, &self.app.drain, open).await;
         record.upstream_wait += self.started.elapsed();
         let exchange = match opened {
             Raced::ClientGone => return self.client_left(record),
+            Raced::CutOff => return self.cut_off(session, record, false).await,
             Raced::Done(Err(failure)) => return self.failure(record, failure),
             Raced::Done(Ok(exchange)) => exchange,
         };
@@ -549,14 +569,16 @@ impl Attempt<'_> {
         mut exchange: Exchange,
     ) -> TryResult {
         let waited = Instant::now();
-        let read = unless_client_leaves(
+        let read = await_upstream(
             session,
+            &self.app.drain,
             exchange.read_to_end(&self.limits, MAX_RESPONSE_BYTES),
         )
         .await;
         record.upstream_wait += waited.elapsed();
         let body = match read {
             Raced::ClientGone => return self.client_left(record),
+            Raced::CutOff => return self.cut_off(session, record, false).await,
             Raced::Done(Err(failure)) => return self.failure(record, failure),
             Raced::Done(Ok(body)) => body,
         };
@@ -636,11 +658,16 @@ impl Attempt<'_> {
                 (self.limits.first_byte.saturating_sub(spent), "first byte")
             };
             let waited = Instant::now();
-            let next =
-                unless_client_leaves(session, exchange.next_chunk(wait, name, &self.limits)).await;
+            let next = await_upstream(
+                session,
+                &self.app.drain,
+                exchange.next_chunk(wait, name, &self.limits),
+            )
+            .await;
             record.upstream_wait += waited.elapsed();
             let chunk = match next {
                 Raced::ClientGone => return self.client_left(record),
+                Raced::CutOff => return self.cut_off(session, record, committed).await,
                 // After content, a stall or a break ends the stream with an
                 // error event, and counts against the target.
                 Raced::Done(Err(failure)) if committed => {

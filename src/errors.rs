@@ -223,6 +223,17 @@ impl ApiError {
     }
 
     /// 500 for a fault inside the gateway; the detail goes to the log, not the client.
+    /// 503: SIGTERM began the drain; another instance (or this one's
+    /// successor) takes the request.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            503,
+            "server_error",
+            "shutting_down",
+            "The gateway is shutting down; retry the request.",
+        )
+    }
+
     pub fn internal() -> Self {
         Self::new(
             500,

@@ -32,7 +32,9 @@ impl ProxyHttp for Gateway {
     type CTX = RequestRecord;
 
     fn new_ctx(&self) -> RequestRecord {
-        RequestRecord::start()
+        let mut record = RequestRecord::start();
+        record.in_flight = Some(self.app.drain.enter());
+        record
     }
 
     async fn request_filter(

@@ -2,7 +2,8 @@
 //!
 //! `switchyard -c FILE` runs; `switchyard -t -c FILE` validates the whole config and
 //! exits. Our config is read before Pingora starts, because Pingora's own `-t` only
-//! checks its own settings and would read our file as its `ServerConf`.
+//! checks its own settings and would read our file as its `ServerConf`. Signals,
+//! reloads and the drain belong to `lifecycle::Supervisor`.
 
 mod access_log;
 mod admin;
@@ -23,6 +24,7 @@ mod gateway;
 mod glob;
 mod health;
 mod json_members;
+mod lifecycle;
 mod limits;
 mod llm_request;
 mod metrics;
@@ -39,39 +41,54 @@ mod targets;
 mod trace_context;
 mod upstream;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pingora::connectors::http::Connector;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::server::configuration::Opt;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use lifecycle::{ApiService, Fingerprint, Handover, KeepOpenWhileDraining, Notifier, Supervisor};
+
 fn main() -> ExitCode {
     diagnostics::init();
+    lifecycle::process::hold_off_sighup();
     let mut opt = Opt::parse_args();
-    let Some(path) = opt.conf.take() else {
+    let Some(path) = opt.conf.take().map(PathBuf::from) else {
         eprintln!("switchyard: no configuration file; run `switchyard -c FILE`");
         return ExitCode::from(2);
     };
-    let config = match config::load(Path::new(&path)) {
-        Ok(config) => config,
+    let loaded = config::read(&path).and_then(|text| {
+        let config = config::parse(&text, &path.display().to_string())?;
+        Ok((config, Fingerprint::of(&text)))
+    });
+    let (config, started_with) = match loaded {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("switchyard: invalid configuration: {e}");
             return ExitCode::FAILURE;
         }
     };
     if opt.test {
-        eprintln!("switchyard: configuration {path} is valid");
+        eprintln!("switchyard: configuration {} is valid", path.display());
         return ExitCode::SUCCESS;
     }
+    lifecycle::process::raise_open_file_limit();
+    let upgrading = opt.upgrade;
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf::build(&config.pingora));
+    // With `-u` this waits for the old process's sockets.
     server.bootstrap();
+    let notifier = Notifier::from_env();
+    if upgrading {
+        // The sockets are ours: claim the unit before the old process exits.
+        notifier.main_pid();
+    }
     let connector_options = ConnectorOptions::from_server_conf(&server.configuration);
     let connector = Connector::new(Some(connector_options.clone()));
     let app = match app::App::new(config, connector) {
@@ -82,12 +99,15 @@ fn main() -> ExitCode {
         }
     };
 
-    let mut api = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway::Gateway::new(app.clone()),
-        "switchyard api",
+    let proxy = KeepOpenWhileDraining::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway::Gateway::new(app.clone())),
+        app.drain.clone(),
     );
+    let mut api = Service::new("switchyard api".to_string(), proxy);
     api.add_tcp(&listen);
+    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let listen_fds = Arc::new(OnceLock::new());
+    let api = ApiService::new(api, api_stopped, listen_fds.clone());
     let mut admin = Service::new(
         "switchyard admin".to_string(),
         admin::Admin::new(app.clone()),
@@ -98,11 +118,20 @@ fn main() -> ExitCode {
         transport: TransportConnector::new(Some(connector_options)),
     };
     let health = health::HealthChecker::new(app.clone(), probes);
-    let dns = dns::DnsRefresh::new(app, dns::REFRESH_INTERVAL);
+    let dns = dns::DnsRefresh::new(app.clone(), dns::REFRESH_INTERVAL);
     server.add_service(api);
     server.add_service(admin);
     server.add_service(background_service("dns refresh", dns));
     server.add_service(background_service("health checks", health));
+    let handover = Handover::new(
+        listen_fds,
+        server.configuration.upgrade_sock.clone(),
+        path.clone(),
+    );
+    let supervisor = Supervisor::new(app, notifier, api_stop, handover, path, started_with);
     log::info!("switchyard listening on {listen} (admin {admin_listen})");
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(supervisor),
+    });
+    ExitCode::SUCCESS
 }

@@ -262,6 +262,17 @@ impl Metrics {
         self.config_generation.get()
     }
 
+    /// Counts a reload; a successful one starts the next generation, which it
+    /// returns.
+    pub fn config_reloaded(&self, success: bool) -> i64 {
+        let result = if success { "success" } else { "error" };
+        self.config_reloads.with_label_values(&[result]).inc();
+        if success {
+            self.config_generation.inc();
+        }
+        self.config_generation.get()
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8192);

@@ -35,6 +35,9 @@ async fn serve(
     session: &mut Session,
     record: &mut RequestRecord,
 ) -> Result<(), ApiError> {
+    if app.drain.refuses_requests() {
+        return Err(ApiError::shutting_down());
+    }
     let config = app.config();
     let header = session.req_header();
     let endpoint = Endpoint::classify(header.method.as_str(), header.uri.path())?;

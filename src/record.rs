@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Price;
+use crate::lifecycle::InFlight;
 use crate::limits::Reservation;
 
 /// Token counts of one answer.
@@ -96,6 +97,9 @@ pub struct RequestRecord {
     pub price: Option<Price>,
     /// The error code sent to the client, if the answer is an error.
     pub error: Option<String>,
+    /// Holds the request in the drain's count until the record is dropped,
+    /// after its log line is queued.
+    pub in_flight: Option<InFlight>,
 }
 
 impl RequestRecord {
@@ -120,6 +124,7 @@ impl RequestRecord {
             rate_limit: None,
             price: None,
             error: None,
+            in_flight: None,
         }
     }
 

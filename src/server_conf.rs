@@ -19,8 +19,13 @@ pub fn build(settings: &PingoraSettings) -> ServerConf {
         user: settings.user.clone(),
         group: settings.group.clone(),
         ca_file: settings.ca_file.clone(),
-        grace_period_seconds: settings.grace_period_seconds,
-        graceful_shutdown_timeout_seconds: settings.graceful_shutdown_timeout_seconds,
+        // Switchyard drains before it hands over to Pingora's shutdown (see
+        // `lifecycle`), so Pingora's unconditional grace sleep is skipped, and its
+        // runtimes only hold background tasks by then: nothing to wait for.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(
+            settings.graceful_shutdown_timeout_seconds.unwrap_or(0),
+        ),
         ..ServerConf::default()
     };
     if let Some(v) = settings.work_stealing {

@@ -15,7 +15,7 @@
 
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::time::Duration;
 
 use prometheus::IntCounter;
@@ -33,9 +33,20 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// beyond its predecessors' write.
 const BATCH_INTERVAL: Duration = Duration::from_millis(10);
 
+/// What goes through the queue.
+// Lines are the traffic and move by value, as before the flush marker existed;
+// boxing them would cost an allocation per request to save bytes on a marker
+// sent once per process.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Line(Line),
+    /// Everything queued before has been written and flushed: tell the sender.
+    Flush(Sender<()>),
+}
+
 /// The queue to the writer thread.
 pub struct AccessLog {
-    queue: SyncSender<Line>,
+    queue: SyncSender<Entry>,
     /// `access_log.enabled` of the current config.
     enabled: AtomicBool,
     dropped: IntCounter,
@@ -80,23 +91,46 @@ impl AccessLog {
     fn send(&self, line: Line) {
         // Full, or (never expected) the writer thread is gone: either way the
         // line is lost, and counted.
-        if self.queue.try_send(line).is_err() {
+        if self.queue.try_send(Entry::Line(line)).is_err() {
             self.dropped.inc();
         }
+    }
+
+    /// Waits until every line queued so far is written and flushed, at most
+    /// `timeout` (stdout's reader may be stuck); true if it was. The process
+    /// calls this before it exits, so the last requests' lines are not lost.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (done, flushed) = channel();
+        let queue = self.queue.clone();
+        // Queueing the marker blocks while the queue is full; a thread of its
+        // own keeps that wait inside `timeout` too.
+        let queued = std::thread::Builder::new()
+            .name("access-log-flush".into())
+            .spawn(move || {
+                let _ = queue.send(Entry::Flush(done));
+            });
+        queued.is_ok() && flushed.recv_timeout(timeout).is_ok()
     }
 }
 
 /// The writer thread: everything queued is written, one flush per batch.
-fn write_lines(lines: Receiver<Line>, sink: impl Write) {
+fn write_lines(entries: Receiver<Entry>, sink: impl Write) {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, sink);
     let mut failing = false;
+    let mut flushed = Vec::new();
     // `recv` blocks only when nothing queued up during the rest.
-    while let Ok(first) = lines.recv() {
-        let mut result = write_line(&mut out, &first);
-        while let Ok(next) = lines.try_recv() {
-            result = result.and_then(|_| write_line(&mut out, &next));
+    while let Ok(first) = entries.recv() {
+        let mut result = Ok(());
+        for entry in std::iter::once(first).chain(std::iter::from_fn(|| entries.try_recv().ok())) {
+            match entry {
+                Entry::Line(line) => result = result.and_then(|_| write_line(&mut out, &line)),
+                Entry::Flush(done) => flushed.push(done),
+            }
         }
         result = result.and_then(|_| out.flush());
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
         // One warning per outage, not one per line.
         match result {
             Err(e) if !failing => {
@@ -197,5 +231,53 @@ mod tests {
         log.send(line("line 8"));
         assert_eq!(written_lines(&written, 6)[5], "line 8");
         assert_eq!(dropped.get(), 3);
+    }
+
+    /// A sink that keeps what it is given.
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Kept {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flush_returns_once_every_queued_line_is_written() {
+        let kept = Kept::default();
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        let log = AccessLog::start(kept.clone(), 64, dropped).unwrap();
+        for i in 0..20 {
+            log.send(line(&format!("line {i}")));
+        }
+        assert!(log.flush(Duration::from_secs(5)));
+        let text = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 20, "written before flush returned");
+    }
+
+    #[test]
+    fn flush_gives_up_after_its_timeout_when_stdout_is_stuck() {
+        let (entered, writer_blocked) = channel();
+        let (open, opened) = channel();
+        let sink = StalledSink {
+            entered,
+            open: Some(opened),
+            written: Arc::default(),
+        };
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        let log = AccessLog::start(sink, 4, dropped).unwrap();
+        log.send(line("line 0"));
+        writer_blocked.recv().unwrap();
+        assert!(!log.flush(Duration::from_millis(50)));
+        open.send(()).unwrap();
+        assert!(
+            log.flush(Duration::from_secs(5)),
+            "and flushes once unstuck"
+        );
     }
 }

@@ -39,16 +39,15 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates the config at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
+/// The text of the config file at `path`, for [`parse`]. Start-up and reloads
+/// read it once, then parse and fingerprint the same text.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
         line: None,
         field: String::new(),
         message: format!("cannot read the config file: {e}"),
-    })?;
-    parse(&text, &file)
+    })
 }
 
 /// Validates config `text` that came from `file`.

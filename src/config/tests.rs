@@ -389,16 +389,24 @@ fn rate_limits_that_limit_nothing_are_refused() {
 }
 
 #[test]
-fn later_features_are_refused_by_name() {
-    let cases = [(format!("{BASE}shutdown_timeout: 5s\n"), "shutdown_timeout")];
-    for (text, feature) in cases {
-        let e = error(&text);
-        assert!(
-            e.message.contains("not yet supported") && e.to_string().contains(feature),
-            "{feature}: {e}"
-        );
-        assert!(e.line.is_some(), "{feature}: {e}");
-    }
+fn shutdown_timeout_defaults_to_thirty_seconds_and_reads_durations() {
+    assert_eq!(
+        load_text(BASE).unwrap().shutdown_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    let set = load_text(&format!("{BASE}shutdown_timeout: 1500ms\n")).unwrap();
+    assert_eq!(set.shutdown_timeout, std::time::Duration::from_millis(1500));
+    let e = error(&format!("{BASE}shutdown_timeout: soon\n"));
+    assert!(e.to_string().contains("shutdown_timeout"), "{e}");
+}
+
+#[test]
+fn pingoras_grace_period_is_refused_unless_zero() {
+    let zero = load_text(&format!("{BASE}pingora:\n  grace_period_seconds: 0\n")).unwrap();
+    assert!(zero.pingora.threads.is_none());
+    let e = error(&format!("{BASE}pingora:\n  grace_period_seconds: 5\n"));
+    assert_eq!(e.field, "pingora.grace_period_seconds", "{e}");
+    assert!(e.message.contains("shutdown_timeout"), "{e}");
 }
 
 const ROUTING: &str = "\

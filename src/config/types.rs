@@ -20,6 +20,9 @@ pub struct Config {
     pub listen: String,
     pub admin_listen: String,
     pub max_request_bytes: usize,
+    /// SIGTERM: the longest wait for in-flight requests before streams are ended
+    /// with an error event.
+    pub shutdown_timeout: std::time::Duration,
     pub keys: Vec<VirtualKey>,
     pub providers: BTreeMap<String, Arc<Provider>>,
     pub models: BTreeMap<String, Model>,
@@ -328,7 +331,7 @@ impl Default for Timeouts {
 }
 
 /// The `pingora:` section, mapped onto Pingora's `ServerConf`.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PingoraSettings {
     pub threads: Option<usize>,
     pub work_stealing: Option<bool>,
@@ -338,7 +341,6 @@ pub struct PingoraSettings {
     pub user: Option<String>,
     pub group: Option<String>,
     pub ca_file: Option<String>,
-    pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     pub upstream_keepalive_pool_size: Option<usize>,
     pub daemon_wait_for_ready: Option<bool>,

@@ -31,14 +31,9 @@ fn fault<T>(path: FieldPath, message: impl Into<String>) -> Checked<T> {
     })
 }
 
-fn not_yet<T>(path: FieldPath, feature: &str) -> Checked<T> {
-    fault(
-        path,
-        format!("{feature} is not yet supported by this version of Switchyard; remove it"),
-    )
-}
-
 const DEFAULT_MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
+/// DESIGN.md §2: SIGTERM waits this long for in-flight requests by default.
+const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Turns the parsed file into a validated [`Config`].
 pub fn validate(raw: RawConfig) -> Checked<Config> {
@@ -52,12 +47,9 @@ pub fn validate(raw: RawConfig) -> Checked<Config> {
     };
     let max_request_bytes = usize::try_from(max_request_bytes)
         .or_else(|_| fault(root.key("max_request_bytes"), "is too large"))?;
-    if raw.shutdown_timeout.is_some() {
-        return not_yet(
-            root.key("shutdown_timeout"),
-            "`shutdown_timeout` (graceful drain)",
-        );
-    }
+    let shutdown_timeout = raw
+        .shutdown_timeout
+        .map_or(DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0);
     let keys = keys(raw.keys, &root.key("keys"))?;
     let defaults = routing(raw.routing, &root.key("routing"))?;
     let providers = providers(raw.providers, &defaults, &root.key("providers"))?;
@@ -71,6 +63,7 @@ pub fn validate(raw: RawConfig) -> Checked<Config> {
         listen,
         admin_listen,
         max_request_bytes,
+        shutdown_timeout,
         keys,
         providers,
         models,
@@ -797,6 +790,14 @@ fn pingora(raw: RawPingora, at: &FieldPath) -> Checked<PingoraSettings> {
     if raw.threads.is_some_and(|t| t.0 == 0) {
         return fault(at.key("threads"), "must be at least 1");
     }
+    if raw.grace_period_seconds.is_some_and(|n| n.0 != 0) {
+        return fault(
+            at.key("grace_period_seconds"),
+            "must be 0: Switchyard drains in-flight requests itself and exits as soon as they \
+             are done (bounded by `shutdown_timeout`); Pingora's grace period would only add \
+             an unconditional sleep",
+        );
+    }
     if let Some(ca) = &raw.ca_file {
         if let Err(e) = std::fs::metadata(&ca.0) {
             return fault(at.key("ca_file"), format!("cannot read `{}`: {e}", ca.0));
@@ -811,7 +812,6 @@ fn pingora(raw: RawPingora, at: &FieldPath) -> Checked<PingoraSettings> {
         user: raw.user.map(|t| t.0),
         group: raw.group.map(|t| t.0),
         ca_file: raw.ca_file.map(|t| t.0),
-        grace_period_seconds: raw.grace_period_seconds.map(|n| n.0),
         graceful_shutdown_timeout_seconds: raw.graceful_shutdown_timeout_seconds.map(|n| n.0),
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.map(|n| n.0),
         daemon_wait_for_ready: raw.daemon_wait_for_ready,

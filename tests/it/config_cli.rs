@@ -32,13 +32,18 @@ fn an_invalid_config_names_file_line_and_field() {
 }
 
 #[test]
-fn features_of_later_releases_are_refused_not_ignored() {
-    let bad = config(None, &format!("{VALID}shutdown_timeout: 30s\n"));
+fn a_pingora_grace_period_is_refused_in_favour_of_shutdown_timeout() {
+    let drained = config(None, &format!("{VALID}shutdown_timeout: 30s\n"));
+    assert!(check_config(&drained).status.success());
+    let bad = config(
+        None,
+        &format!("{VALID}pingora:\n  grace_period_seconds: 60\n"),
+    );
     let out = check_config(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("shutdown_timeout") && err.contains("not yet supported"),
+        err.contains("pingora.grace_period_seconds") && err.contains("shutdown_timeout"),
         "{err}"
     );
 }

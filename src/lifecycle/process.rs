@@ -1,0 +1,48 @@
+//! Process settings made before Pingora starts: the open-file limit, and SIGHUP
+//! held off until the reload handler is installed.
+
+/// Raises the soft open-file limit to the hard one. Every stream holds two
+/// sockets (client and upstream), and the usual soft limit of 1024 would cap a
+/// gateway at a few hundred streams; systemd's `LimitNOFILE=` sets the hard one.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill and setrlimit to read.
+    let result = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return log::warn!("cannot read the open-file limit");
+        }
+        if limit.rlim_cur >= limit.rlim_max {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raised)
+    };
+    if result == 0 {
+        log::info!(
+            "open-file limit raised from {} to {}",
+            limit.rlim_cur,
+            limit.rlim_max
+        );
+    } else {
+        log::warn!(
+            "cannot raise the open-file limit from {}: {}",
+            limit.rlim_cur,
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Ignores SIGHUP until the supervisor installs its handler. SIGHUP's default
+/// action ends the process, and `systemctl reload` or a config-management run
+/// may send one while the gateway is still starting.
+pub fn hold_off_sighup() {
+    // SAFETY: installing SIG_IGN for SIGHUP has no preconditions; tokio later
+    // replaces it with its own handler.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+}

@@ -1,0 +1,121 @@
+//! The API listener, under the supervisor's control rather than Pingora's.
+//!
+//! Pingora stops every listener at once when it shuts down. Switchyard needs
+//! the API listener to stop first — at SIGTERM, or once the sockets went to a
+//! successor — while the admin listener keeps answering `/readyz` (503) and
+//! `/metrics` for the whole drain. So the API service gets a shutdown watch of
+//! its own, which the supervisor flips; Pingora's own watch only fires once
+//! the drain is over.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::protocols::http::v2::server::H2Options;
+use pingora::protocols::http::ServerSession;
+use pingora::server::{ListenFds, ShutdownWatch};
+use pingora::services::listening::Service as Listening;
+use pingora::services::Service;
+use tokio::sync::watch;
+
+use super::Drain;
+
+/// A listening service that stops accepting when `stop` turns true, and lends
+/// the process's listening sockets to the hand-over of a binary upgrade.
+pub struct ApiService<A> {
+    inner: Listening<A>,
+    stop: watch::Receiver<bool>,
+    listen_fds: Arc<OnceLock<ListenFds>>,
+}
+
+impl<A> ApiService<A> {
+    /// `inner` (its listeners added) under `stop`; `listen_fds` receives the
+    /// socket table Pingora shares between services.
+    pub fn new(
+        inner: Listening<A>,
+        stop: watch::Receiver<bool>,
+        listen_fds: Arc<OnceLock<ListenFds>>,
+    ) -> Self {
+        ApiService {
+            inner,
+            stop,
+            listen_fds,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> Service for ApiService<A> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        _pingora_shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        if let Some(fds) = &fds {
+            let _ = self.listen_fds.set(fds.clone());
+        }
+        Service::start_service(&mut self.inner, fds, self.stop.clone(), listeners_per_fd).await
+    }
+
+    fn name(&self) -> &str {
+        Service::name(&self.inner)
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Service::threads(&self.inner)
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Service::listen_addresses(&self.inner)
+    }
+}
+
+/// An HTTP app whose idle connections stay open during a shutdown drain.
+///
+/// When its listener stops, Pingora's proxy closes every idle keep-alive
+/// connection at once. During a SIGTERM drain that would turn a request sent on
+/// one of them a moment later into a reset; kept open, the request is answered
+/// 503 `shutting_down` (and the connection then closes), which clients retry
+/// elsewhere. They close when the process exits. After a hand-over to a
+/// successor they close at once, so clients reconnect to the successor.
+pub struct KeepOpenWhileDraining<A> {
+    inner: Arc<A>,
+    drain: Arc<Drain>,
+}
+
+impl<A> KeepOpenWhileDraining<A> {
+    /// `inner` under `drain`.
+    pub fn new(inner: A, drain: Arc<Drain>) -> Self {
+        KeepOpenWhileDraining {
+            inner: Arc::new(inner),
+            drain,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for KeepOpenWhileDraining<A> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.inner.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.inner.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.inner.server_options()
+    }
+
+    async fn http_cleanup(&self) {
+        if self.drain.refuses_requests() {
+            std::future::pending::<()>().await;
+        }
+        self.inner.http_cleanup().await
+    }
+}

@@ -1,0 +1,270 @@
+//! The supervisor: the process's signals, its config file, and its readiness.
+//!
+//! Pingora waits for a shutdown signal in `ShutdownSignalWatch::recv` once every
+//! service has started, and shuts its runtimes down when `recv` returns. The
+//! supervisor is that watch, and returns only when the gateway has drained:
+//!
+//! - `SIGHUP` or a changed config file: reload (`RELOADING=1` … `READY=1`);
+//! - `SIGTERM`: stop accepting, refuse new requests with 503, drain, exit;
+//! - `SIGQUIT`: hand the sockets to a successor started with `-u`, then drain;
+//! - `SIGUSR2`: start that successor first (systemd upgrades, see `upgrade`);
+//! - `SIGINT`: exit at once.
+//!
+//! `READY=1` goes out once the API port accepts connections and every handler
+//! above is installed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
+
+use super::config_file::{ConfigFile, Fingerprint, POLL_INTERVAL};
+use super::notify::Notifier;
+use super::reload;
+use super::upgrade::Handover;
+use super::Ending;
+use crate::app::App;
+
+/// How long requests still running at the cutoff get to write their error
+/// event and end.
+const CUTOFF_GRACE: Duration = Duration::from_secs(2);
+/// How long the access log gets to write its last lines at exit.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the old process keeps running after a hand-over, drained or not:
+/// the successor's `MAINPID=` must reach systemd before this process exits,
+/// or systemd would take the unit for dead.
+const HANDOVER_OVERLAP: Duration = Duration::from_secs(1);
+/// How often readiness checks whether the API port accepts.
+const READY_POLL: Duration = Duration::from_millis(20);
+
+/// Everything the supervisor acts on.
+pub struct Supervisor {
+    app: Arc<App>,
+    notifier: Notifier,
+    /// Flipped to stop the API listener.
+    api_stop: watch::Sender<bool>,
+    handover: Handover,
+    config_path: std::path::PathBuf,
+    /// The text the gateway started with.
+    started_with: Fingerprint,
+}
+
+/// The signals the supervisor handles, installed together.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    quit: Signal,
+    upgrade: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            quit: signal(SignalKind::quit())?,
+            upgrade: signal(SignalKind::user_defined2())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+impl Supervisor {
+    /// A supervisor for `app`, whose config came from `config_path` with the
+    /// text fingerprinted as `started_with`.
+    pub fn new(
+        app: Arc<App>,
+        notifier: Notifier,
+        api_stop: watch::Sender<bool>,
+        handover: Handover,
+        config_path: std::path::PathBuf,
+        started_with: Fingerprint,
+    ) -> Self {
+        Supervisor {
+            app,
+            notifier,
+            api_stop,
+            handover,
+            config_path,
+            started_with,
+        }
+    }
+
+    /// Waits until the API port accepts, then says so to systemd.
+    async fn announce_ready(&self) {
+        let listen = self.app.config().listen.clone();
+        while !self.app.state.api_listener.is_up(&listen).await {
+            tokio::time::sleep(READY_POLL).await;
+        }
+        log::info!("ready: accepting on {listen}");
+        self.notifier.ready(&self.status());
+    }
+
+    fn status(&self) -> String {
+        let config = self.app.config();
+        format!(
+            "serving on {} (admin {}), config generation {}",
+            config.listen,
+            config.admin_listen,
+            self.app.metrics.config_generation()
+        )
+    }
+
+    fn reload(&self, file: &mut ConfigFile, cause: &str) {
+        self.notifier.reloading();
+        match reload::reload(&self.app, file) {
+            Ok(reloaded) => {
+                log::info!(
+                    "config reloaded ({cause}) from {}: generation {}",
+                    file.path().display(),
+                    reloaded.generation
+                );
+                for field in reloaded.needs_restart {
+                    log::warn!(
+                        "config reload: `{field}` changed but needs a restart (or a binary \
+                         upgrade) to take effect; the rest of the file is applied"
+                    );
+                }
+            }
+            Err(e) => {
+                log::error!("config reload rejected ({cause}); the old config keeps serving: {e}")
+            }
+        }
+        self.notifier.ready(&self.status());
+    }
+
+    /// Hands the sockets over; on failure the gateway keeps serving.
+    async fn hand_over(&self) -> bool {
+        match self.handover.send_sockets().await {
+            Ok(()) => {
+                log::info!("listening sockets handed over to the successor");
+                true
+            }
+            Err(e) => {
+                log::error!("binary upgrade failed, still serving: {e}");
+                false
+            }
+        }
+    }
+
+    /// SIGUSR2: starts the successor and hands it the sockets.
+    async fn upgrade_in_place(&self) -> bool {
+        let mut successor = match self.handover.start_successor() {
+            Ok(child) => child,
+            Err(e) => {
+                log::error!(
+                    "binary upgrade failed, still serving: cannot start the successor: {e}"
+                );
+                return false;
+            }
+        };
+        log::info!("binary upgrade: started successor pid {}", successor.id());
+        if self.hand_over().await {
+            return true;
+        }
+        // It would wait for sockets that never come.
+        let _ = successor.kill();
+        let _ = successor.wait();
+        false
+    }
+
+    /// Stops accepting, waits for in-flight requests (cutting them off after
+    /// `shutdown_timeout`), and flushes the access log.
+    async fn drain(&self, ending: Ending) {
+        let drain = &self.app.drain;
+        drain.begin(ending);
+        self.api_stop.send_replace(true);
+        let timeout = self.app.config().shutdown_timeout;
+        let status = format!(
+            "draining {} requests (at most {timeout:?})",
+            drain.in_flight()
+        );
+        log::info!("{status}");
+        if ending == Ending::Shutdown {
+            // After an upgrade the successor is the unit's main process: a
+            // STOPPING=1 from here would tell systemd the unit is stopping.
+            self.notifier.stopping(&status);
+        }
+        let overlap = async {
+            if ending == Ending::Upgrade {
+                tokio::time::sleep(HANDOVER_OVERLAP).await;
+            }
+        };
+        let (settled, ()) = tokio::join!(drain.settled(timeout), overlap);
+        if !settled {
+            log::warn!(
+                "shutdown_timeout ({timeout:?}) ran out with {} requests in flight; ending them",
+                drain.in_flight()
+            );
+            drain.cut_off();
+            if !drain.settled(CUTOFF_GRACE).await {
+                log::warn!("{} requests did not end; exiting anyway", drain.in_flight());
+            }
+        }
+        if !self.app.access_log.flush(FLUSH_TIMEOUT) {
+            log::warn!("the access log's last lines could not be written within {FLUSH_TIMEOUT:?}");
+        }
+        log::info!("drained; exiting");
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Supervisor {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(e) => {
+                log::error!("cannot install signal handlers: {e}; exiting");
+                return ShutdownSignal::FastShutdown;
+            }
+        };
+        let mut file = ConfigFile::new(&self.config_path, self.started_with);
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ready = self.announce_ready();
+        tokio::pin!(ready);
+        let mut announced = false;
+        let ending = loop {
+            tokio::select! {
+                () = &mut ready, if !announced => announced = true,
+                _ = signals.hangup.recv() => self.reload(&mut file, "SIGHUP"),
+                _ = poll.tick() => {
+                    if file.poll() {
+                        self.reload(&mut file, "the file changed");
+                    }
+                }
+                _ = signals.terminate.recv() => {
+                    log::info!("SIGTERM: shutting down");
+                    break Ending::Shutdown;
+                }
+                _ = signals.quit.recv() => {
+                    log::info!("SIGQUIT: handing the sockets to the new binary");
+                    if self.hand_over().await {
+                        break Ending::Upgrade;
+                    }
+                }
+                _ = signals.upgrade.recv() => {
+                    log::info!("SIGUSR2: upgrading to the binary at this path");
+                    if self.upgrade_in_place().await {
+                        break Ending::Upgrade;
+                    }
+                }
+                _ = signals.interrupt.recv() => {
+                    log::info!("SIGINT: exiting at once");
+                    return ShutdownSignal::FastShutdown;
+                }
+            }
+        };
+        tokio::select! {
+            () = self.drain(ending) => ShutdownSignal::GracefulTerminate,
+            _ = signals.interrupt.recv() => {
+                log::info!("SIGINT during the drain: exiting at once");
+                ShutdownSignal::FastShutdown
+            }
+        }
+    }
+}
