@@ -32,6 +32,7 @@ UNIT_PATH = REPO_ROOT / "systemd" / "switchyard.service"
 PRODUCTION_CONFIG = REPO_ROOT / "conf" / "production.yaml"
 INSTALLED_BINARY = "/usr/local/bin/switchyard"
 INSTALLED_CONFIG = "/etc/switchyard/switchyard.yaml"
+CREDENTIALS_SOURCE = "/etc/switchyard/credentials"
 # DESIGN.md §2: shutdown_timeout's default.
 DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
 MAX_EXPOSURE = 2.0
@@ -124,8 +125,11 @@ def test_exec_start_runs_the_gateway_in_the_foreground(unit):
 
 def test_reload_validates_the_file_before_it_signals(unit):
     # Run in order, and a failing one ends the reload: a broken file fails
-    # `systemctl reload` and the gateway never sees the SIGHUP.
+    # `systemctl reload` and the gateway never sees the SIGHUP. The check reads the
+    # credentials from their source directory (systemd 252 hides $CREDENTIALS_DIRECTORY
+    # from the first ExecReload= command, 256 from every one), so it runs as root ("+").
     assert values(unit, "Service", "ExecReload") == [
+        f"+/usr/bin/env CREDENTIALS_DIRECTORY={CREDENTIALS_SOURCE} "
         f"{INSTALLED_BINARY} -t -c {INSTALLED_CONFIG}",
         "/bin/kill -HUP $MAINPID",
     ]
@@ -162,7 +166,9 @@ def test_credentials_match_the_production_config(unit):
     loaded = {}
     for entry in values(unit, "Service", "LoadCredential"):
         name, _, source = entry.partition(":")
-        assert source.startswith("/etc/switchyard/credentials/"), entry
+        # The reload check reads CREDENTIALS_SOURCE as $CREDENTIALS_DIRECTORY: each
+        # credential must be the file of its own name there.
+        assert source == f"{CREDENTIALS_SOURCE}/{name}", entry
         loaded[name] = source
     assert loaded, "no LoadCredential="
     wanted = credential_references(PRODUCTION_CONFIG.read_text(encoding="utf-8"))
