@@ -114,8 +114,12 @@ impl Supervisor {
         )
     }
 
-    fn reload(&self, file: &mut ConfigFile, cause: &str) {
-        self.notifier.reloading();
+    /// Reloads the file; `announced`: READY=1 went out already, so systemd is
+    /// told about the reload too.
+    fn reload(&self, file: &mut ConfigFile, cause: &str, announced: bool) {
+        if announced {
+            self.notifier.reloading();
+        }
         match reload::reload(&self.app, file) {
             Ok(reloaded) => {
                 log::info!(
@@ -231,10 +235,10 @@ impl ShutdownSignalWatch for Supervisor {
         let ending = loop {
             tokio::select! {
                 () = &mut ready, if !announced => announced = true,
-                _ = signals.hangup.recv() => self.reload(&mut file, "SIGHUP"),
+                _ = signals.hangup.recv() => self.reload(&mut file, "SIGHUP", announced),
                 _ = poll.tick() => {
                     if file.poll() {
-                        self.reload(&mut file, "the file changed");
+                        self.reload(&mut file, "the file changed", announced);
                     }
                 }
                 _ = signals.terminate.recv() => {
