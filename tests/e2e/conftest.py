@@ -61,6 +61,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 10.0
@@ -217,6 +218,20 @@ UP_SERVER_ERROR_MESSAGE = ("The server had an error while processing your reques
 # The longest a failing fake keeps a connection silent (a gateway that never gives up
 # on it fails the test's time bound long before).
 UP_HOLD_S = 8.0
+# A slow answer (the drain, reload and upgrade tests): `fake-slow-<N>x<MS>` streams N
+# content events (`slow_pieces(N)`) MS milliseconds apart, then the finish chunk and
+# [DONE]; without `stream` it answers the whole chat after N x MS milliseconds.
+UP_SLOW = "fake-slow-"
+
+
+def slow_model(events: int, interval_ms: int) -> str:
+    """The upstream model name of a slow answer: `events` pieces, `interval_ms` apart."""
+    return f"{UP_SLOW}{events}x{interval_ms}"
+
+
+def slow_pieces(events: int) -> list[str]:
+    """The content pieces a slow stream of `events` events sends, in order."""
+    return [f"piece{i} " for i in range(events)]
 
 
 def upstream_answer(prompt: str) -> str:
@@ -410,6 +425,10 @@ class FakeOpenAIHandler(RecordingHandler):
         elif (self.path == "/v1/chat/completions" and model in FAILING_STREAMS
               and req.get("stream")):
             self._failing_stream(model)
+        elif (self.path == "/v1/chat/completions" and isinstance(model, str)
+              and model.startswith(UP_SLOW)):
+            events, interval_ms = (int(n) for n in model[len(UP_SLOW):].split("x"))
+            self._slow_chat(req, events, interval_ms / 1000)
         elif self.path == "/v1/chat/completions" and model == UP_CHAT:
             if req.get("stream"):
                 self._stream_chat(req)
@@ -451,6 +470,35 @@ class FakeOpenAIHandler(RecordingHandler):
         event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                 "logprobs": None, "finish_reason": None}])
         for piece in UP_STREAM_PIECES:
+            event([{"index": 0, "delta": {"content": piece}, "logprobs": None,
+                    "finish_reason": None}])
+        event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
+        if include_usage:
+            event([], usage=UP_USAGE)
+        self._end_stream()
+
+    def _slow_chat(self, req: dict, events: int, interval: float) -> None:
+        """A stream of `events` content events `interval` seconds apart (the first one
+        `interval` after the role chunk), then the finish chunk, usage when asked
+        and [DONE]; or, without `stream`, the whole answer after events x interval
+        (sooner if the gateway hangs up). A gateway that leaves ends it."""
+        if not req.get("stream"):
+            self._hold(events * interval)
+            self._whole_chat(req)
+            return
+        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        self._start_stream({"x-request-id": "req_upstream_slow_stream"})
+        base = {"id": "chatcmpl-fake-slow", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": UP_CHAT_REPORTED,
+                "system_fingerprint": "fp_e2e"}
+
+        def event(choices: list, **extra: Any) -> None:
+            self._send_event(json.dumps(dict(base, choices=choices, **extra)).encode())
+
+        event([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                "logprobs": None, "finish_reason": None}])
+        for piece in slow_pieces(events):
+            time.sleep(interval)
             event([{"index": 0, "delta": {"content": piece}, "logprobs": None,
                     "finish_reason": None}])
         event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
@@ -1360,17 +1408,27 @@ def gateway_binary() -> Path:
 
 
 class Gateway:
-    """A running `switchyard -c CONFIG` with its stdout (access log) captured."""
+    """A running `switchyard -c CONFIG` with its stdout (access log) captured.
 
-    def __init__(self, binary: Path, config: dict, workdir: Path) -> None:
+    `env` is added to the environment it runs in, `args` go before `-c` (`["-u"]`
+    for an upgrade's successor, which is started with `wait_ready=False`: it does not
+    serve until its predecessor hands the sockets over)."""
+
+    def __init__(self, binary: Path, config: dict, workdir: Path, *,
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 wait_ready: bool = True) -> None:
         self.binary = binary
         self.config = config
         self.workdir = workdir
+        self.env = dict(env or {})
+        self.args = tuple(args)
+        self.wait_ready = wait_ready
         self.proc: subprocess.Popen | None = None
         self._stdout: list[str] = []
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
         self.stderr_path = workdir / "stderr.log"
+        self.config_path = workdir / "switchyard.yaml"
 
     @property
     def base_url(self) -> str:
@@ -1391,14 +1449,15 @@ class Gateway:
             return response.read().decode("utf-8")
 
     def start(self) -> None:
-        config_path = self.workdir / "switchyard.yaml"
+        config_path = self.config_path
         # JSON is YAML: no YAML library needed, and no quoting surprises.
         config_path.write_text(json.dumps(self.config, indent=2))
         self._stderr_file = open(self.stderr_path, "wb")
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
+        env.update(self.env)
         self.proc = subprocess.Popen(
-            [str(self.binary), "-c", str(config_path)],
+            [str(self.binary), *self.args, "-c", str(config_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
@@ -1407,7 +1466,8 @@ class Gateway:
         )
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
-        self._wait_ready()
+        if self.wait_ready:
+            self._wait_ready()
 
     def _read_stdout(self) -> None:
         assert self.proc and self.proc.stdout
@@ -1480,6 +1540,77 @@ class Gateway:
                 raise AssertionError(
                     f"no access-log line for request_id {request_id!r}; stdout was:\n"
                     + "\n".join(self.stdout_lines()[-20:]))
+            time.sleep(0.02)
+
+    # -- process control and state (the reload, drain and upgrade tests) -------------
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def send_signal(self, sig: int) -> None:
+        """Sends `sig` to the gateway, by its PID (only the process we started)."""
+        assert self.proc is not None and self.proc.poll() is None, "the gateway is not running"
+        self.proc.send_signal(sig)
+
+    def write_config(self, config: dict | str, *, rename: bool = False) -> None:
+        """Writes `config` (a dict, as JSON, or raw text) over the file the gateway was
+        started with: in place (`open(path, 'w')`), or as a new file renamed over it.
+        `self.config` is left alone: it still says where the gateway listens."""
+        text = config if isinstance(config, str) else json.dumps(config, indent=2)
+        if rename:
+            tmp = self.config_path.with_name(f".{self.config_path.name}.{secrets.token_hex(4)}")
+            tmp.write_text(text)
+            os.replace(tmp, self.config_path)
+        else:
+            with open(self.config_path, "w") as f:
+                f.write(text)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status once the process has exited, or None after `timeout`."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of /metrics (None when absent): `name` as exported (with
+        `_total`), with exactly these labels."""
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return None
+
+    def readyz(self) -> tuple[int, Any]:
+        """(status, JSON body or raw text) of the admin listener's /readyz."""
+        try:
+            with urllib.request.urlopen(self.admin_url + "/readyz", timeout=5) as r:
+                status, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body.decode("utf-8", "replace")
+
+    def stderr_lines_with(self, text: str) -> list[str]:
+        """The stderr lines that contain `text`."""
+        return [line for line in self.stderr_text().splitlines() if text in line]
+
+    def wait_stderr(self, text: str, count: int = 1, timeout: float = LOG_WAIT_S) -> list[str]:
+        """Waits (bounded) until at least `count` stderr lines contain `text`; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.stderr_lines_with(text)
+            if len(lines) >= count:
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(lines)} stderr line(s) with {text!r} after "
+                                     f"{timeout}s, not {count}; stderr ends with:\n"
+                                     + "\n".join(self.stderr_text().splitlines()[-20:]))
             time.sleep(0.02)
 
 
@@ -1657,9 +1788,9 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         pytest.fail(f"gateway binary {binary} not found: run `cargo build` or set SWITCHYARD_BIN")
     started: list[Gateway] = []
 
-    def start(config: dict, workdir: Path | None = None) -> Gateway:
+    def start(config: dict, workdir: Path | None = None, **options: Any) -> Gateway:
         workdir = workdir or tmp_path_factory.mktemp("gateway")
-        gw = Gateway(binary, config, workdir)
+        gw = Gateway(binary, config, workdir, **options)
         started.append(gw)
         gw.start()
         return gw
@@ -1670,13 +1801,13 @@ def start_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 def start_on_free_ports(start_gateway, tmp_path_factory: pytest.TempPathFactory,
-                        make_config: Callable[[Path], dict]) -> Gateway:
+                        make_config: Callable[[Path], dict], **options: Any) -> Gateway:
     # Free ports are picked before the process binds them; retry on the rare race.
     last_error: Exception | None = None
     for _ in range(3):
         workdir = tmp_path_factory.mktemp("gateway")
         try:
-            return start_gateway(make_config(workdir), workdir)
+            return start_gateway(make_config(workdir), workdir, **options)
         except RuntimeError as e:
             last_error = e
     raise RuntimeError(f"could not start the gateway: {last_error}")
