@@ -6,11 +6,12 @@
 # failover: the gateway with a broken primary target against the same gateway's
 # healthy single-target model (issue 5); then limits: a key with limits against
 # one without, on the same gateway (issue 6); then logging: a gateway with the
-# access log on against one with it off, and where the CPU goes (issue 7).
+# access log on against one with it off, and where the CPU goes (issue 7); then
+# reload: a gateway reloaded all the time against one never reloaded (issue 8).
 # See bench/README.md for what is measured and how to read the output.
 #
 # Knobs (environment variables, defaults in brackets):
-#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang limits logging]
+#   BENCH_SCENARIOS [openai azure bedrock failover_refused failover_hang limits logging reload]
 #                                         scenarios to run, space-separated
 #   BENCH_TARGETS [direct nginx gateway]  drop `gateway` to check the harness alone
 #   BENCH_ROUNDS [3]                      alternating rounds per measure (medians)
@@ -20,6 +21,8 @@
 #   BENCH_THROUGHPUT_SECS [4]      BENCH_CONNECTIONS [32]
 #   BENCH_STREAMS [1000]           BENCH_STREAM_CHUNKS [8]
 #   BENCH_FAILOVER_SECS [2]        steady load per model and kind per failover round
+#   BENCH_RELOAD_INTERVAL_MS [100] reload scenario: pause between one reload taking
+#                                  effect and the next trigger
 #   BENCH_PROXY_CORE [0]           BENCH_CLIENT_CORE [1]
 #   BENCH_STRICT [0]                      1: exit 1 when a budget FAILs
 #   BENCH_NO_BUILD [0]                    1: use the binaries already built
@@ -29,7 +32,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$ROOT/bench
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang limits logging}
+SCENARIOS=${BENCH_SCENARIOS:-openai azure bedrock failover_refused failover_hang limits logging reload}
 TARGETS=${BENCH_TARGETS:-direct nginx gateway}
 ROUNDS=${BENCH_ROUNDS:-3}
 LATENCY_REQUESTS=${BENCH_LATENCY_REQUESTS:-5000}
@@ -42,6 +45,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-32}
 STREAMS=${BENCH_STREAMS:-1000}
 STREAM_CHUNKS=${BENCH_STREAM_CHUNKS:-8}
 FAILOVER_SECS=${BENCH_FAILOVER_SECS:-2}
+RELOAD_INTERVAL_MS=${BENCH_RELOAD_INTERVAL_MS:-100}
 PROXY_CORE=${BENCH_PROXY_CORE:-0}
 CLIENT_CORE=${BENCH_CLIENT_CORE:-1}
 STRICT=${BENCH_STRICT:-0}
@@ -59,6 +63,10 @@ UPSTREAM_KEY=sk-upstream
 GATEWAY_KEY=sk-bench
 # The limits scenario's capped key: 6,000 a minute, 100 more every second.
 CAPPED_RPM=6000
+# The reload scenario: how long a trigger may take to show as a new generation
+# on /readyz, and how many reloads are timed once the load has stopped.
+RELOAD_TIMEOUT_SECS=5
+RELOAD_SAMPLES=20
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -68,7 +76,7 @@ die() {
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 
 for v in ROUNDS LATENCY_REQUESTS LATENCY_WARMUP TTFC_REQUESTS TTFC_WARMUP THROUGHPUT_SECS \
-    CONNECTIONS STREAMS STREAM_CHUNKS FAILOVER_SECS PROXY_CORE CLIENT_CORE; do
+    CONNECTIONS STREAMS STREAM_CHUNKS FAILOVER_SECS RELOAD_INTERVAL_MS PROXY_CORE CLIENT_CORE; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
 ((ROUNDS >= 1)) || die "BENCH_ROUNDS must be at least 1"
@@ -175,10 +183,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # HANG_PORT: the fake's never-answering listener; CLOSED_PORT: nothing listens;
-# LOGGED_*: the logging scenario's second gateway.
-read -ra PORTS <<<"$("$LOADGEN" free-ports --count 8)"
+# LOGGED_*: the logging scenario's second gateway; RELOAD_*: the reload scenario's.
+read -ra PORTS <<<"$("$LOADGEN" free-ports --count 10)"
 UPSTREAM_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} GATEWAY_PORT=${PORTS[2]} ADMIN_PORT=${PORTS[3]}
 HANG_PORT=${PORTS[4]} CLOSED_PORT=${PORTS[5]} LOGGED_PORT=${PORTS[6]} LOGGED_ADMIN_PORT=${PORTS[7]}
+RELOAD_PORT=${PORTS[8]} RELOAD_ADMIN_PORT=${PORTS[9]}
 
 # render TEMPLATE OUT KEY=VALUE... : replaces each @KEY@ in TEMPLATE.
 render() {
@@ -257,17 +266,19 @@ child_of() {
 }
 
 # start_gateway CONFIG_TEMPLATE [KEY=VALUE...]: the ports, and the scenario's
-# own KEY=VALUE pairs, are filled into the template.
-# The access log (one JSON line per request) goes to GATEWAY_STDOUT, by default
-# discarded.
+# own KEY=VALUE pairs, are filled into the template, written to GATEWAY_CONF
+# (by default $TMP/gateway.yaml). A second gateway needs a file of its own: the
+# gateway reloads its file when it changes. The access log (one JSON line per
+# request) goes to GATEWAY_STDOUT, by default discarded; stderr to GATEWAY_LOG.
 start_gateway() {
-    render "$1" "$TMP/gateway.yaml" LISTEN_PORT="$GATEWAY_PORT" ADMIN_PORT="$ADMIN_PORT" \
+    local conf=${GATEWAY_CONF:-$TMP/gateway.yaml} logfile=${GATEWAY_LOG:-$TMP/gateway.log}
+    render "$1" "$conf" LISTEN_PORT="$GATEWAY_PORT" ADMIN_PORT="$ADMIN_PORT" \
         UPSTREAM_PORT="$UPSTREAM_PORT" "${@:2}"
-    taskset -c "$PROXY_CORE" "$GATEWAY" -c "$TMP/gateway.yaml" >"${GATEWAY_STDOUT:-/dev/null}" \
-        2>"$TMP/gateway.log" &
+    taskset -c "$PROXY_CORE" "$GATEWAY" -c "$conf" >"${GATEWAY_STDOUT:-/dev/null}" \
+        2>"$logfile" &
     GATEWAY_PID=$!
     track "$GATEWAY_PID" gateway
-    wait_http gateway "$GATEWAY_PID" "$TMP/gateway.log" "http://127.0.0.1:$ADMIN_PORT/readyz"
+    wait_http gateway "$GATEWAY_PID" "$logfile" "http://127.0.0.1:$ADMIN_PORT/readyz"
 }
 
 # ---------------------------------------------------------------------------
@@ -322,7 +333,8 @@ ours_ticks() {
     stat=${stat##*) }
     read -ra f <<<"$stat"
     total=$((f[13] + f[14]))
-    for pid in "$FAKE_PID" "${NGINX_PID:-}" "${NGINX_WORKER:-}" "${GATEWAY_PID:-}" "${LOGGED_PID:-}"; do
+    for pid in "$FAKE_PID" "${NGINX_PID:-}" "${NGINX_WORKER:-}" "${GATEWAY_PID:-}" "${LOGGED_PID:-}" \
+        "${RELOAD_PID:-}"; do
         [[ -n $pid ]] && running "$pid" && total=$((total + $(cpu_ticks "$pid")))
     done
     echo "$total"
@@ -330,7 +342,12 @@ ours_ticks() {
 
 proc_logs() {
     local f
-    case $1 in nginx) f=$TMP/nginx-error.log ;; direct) f=$TMP/fake.log ;; *) f=$TMP/gateway.log ;; esac
+    case $1 in
+    nginx) f=$TMP/nginx-error.log ;;
+    direct) f=$TMP/fake.log ;;
+    reloading) f=$TMP/gateway-reloading.log ;;
+    *) f=$TMP/gateway.log ;;
+    esac
     log "bench: last lines of $f:"
     tail -n 20 "$f" >&2 || true
 }
@@ -339,10 +356,15 @@ proc_logs() {
 # stream, hold, long); upstream dialects may put streams on other paths. The
 # failover scenarios' targets, healthy and failover, are two models of the gateway;
 # the limits scenario's, free, limited and capped, are three of its keys; the
-# logging scenario's quiet is the gateway, logged a second one.
+# logging scenario's quiet is the gateway, logged a second one; so are the reload
+# scenario's steady and reloading.
 target_url() {
     if [[ $1 == logged ]]; then
         echo "http://127.0.0.1:$LOGGED_PORT$SC_GATEWAY_PATH"
+        return 0
+    fi
+    if [[ $1 == reloading ]]; then
+        echo "http://127.0.0.1:$RELOAD_PORT$SC_GATEWAY_PATH"
         return 0
     fi
     if ! is_upstream_side "$1"; then
@@ -383,6 +405,7 @@ target_pid() {
     direct) echo "$FAKE_PID" ;;
     nginx) echo "$NGINX_WORKER" ;;
     logged) echo "$LOGGED_PID" ;;
+    reloading) echo "$RELOAD_PID" ;;
     *) echo "$GATEWAY_PID" ;;
     esac
 }
@@ -437,17 +460,24 @@ added() {
 
 # One percentile measure over every target and round: $1 result key prefix,
 # $2 loadgen subcommand, $3 requests, $4 warm-up requests, $5 label for the log.
+# A failed request ends the run, unless the scenario counts them (SC_COUNT_FAILED):
+# then they add up in RES[failed:TARGET].
 measure_percentiles() {
     local key=$1 command=$2 requests=$3 warmup=$4 label=$5
-    local r t line summary
+    local r t line summary keep_going=()
+    ((SC_COUNT_FAILED)) && keep_going=(--max-errors $((requests + warmup)))
     for ((r = 1; r <= ROUNDS; r++)); do
         summary=""
         for t in $MEASURED; do
-            run_loadgen "$t" "$command" --requests "$requests" --warmup "$warmup"
+            run_loadgen "$t" "$command" --requests "$requests" --warmup "$warmup" "${keep_going[@]}"
             line=$LINE
             RES[${key}_p50:$t:$r]=$(kv p50_us "$line")
             RES[${key}_p99:$t:$r]=$(kv p99_us "$line")
             summary+=" $t p50=${RES[${key}_p50:$t:$r]} p99=${RES[${key}_p99:$t:$r]}"
+            if ((SC_COUNT_FAILED)); then
+                RES[failed:$t]=$((${RES[failed:$t]:-0} + $(kv errors "$line")))
+                [[ $(kv errors "$line") == 0 ]] || summary+=" FAILED=$(kv errors "$line")"
+            fi
         done
         log "  $label round $r/$ROUNDS (µs):$summary"
     done
@@ -476,6 +506,7 @@ measure_throughput() {
             elapsed=$(kv elapsed_s "$line")
             errors=$(($(kv errors "$line") + $(kv non200 "$line")))
             ((errors == 0)) || log "bench: warning: $t had $errors errors or non-200 answers: $line"
+            RES[failed:$t]=$((${RES[failed:$t]:-0} + errors))
             ((responses > 0)) || die "no responses from $t under load: $line"
             RES[rps:$t:$r]=$(kv rps "$line")
             RES[cpu:$t:$r]=$(calc "($after - $before) * 1000000 / $CLK_TCK / $responses" 2)
@@ -876,7 +907,7 @@ run_logging() {
     start_gateway "$SC_GATEWAY_CONFIG" ACCESS_LOG=false
     local quiet=$GATEWAY_PID
     GATEWAY_PORT=$LOGGED_PORT ADMIN_PORT=$LOGGED_ADMIN_PORT GATEWAY_STDOUT=$TMP/access.log \
-        start_gateway "$SC_GATEWAY_CONFIG" ACCESS_LOG=true
+        GATEWAY_CONF=$TMP/gateway-logged.yaml start_gateway "$SC_GATEWAY_CONFIG" ACCESS_LOG=true
     LOGGED_PID=$GATEWAY_PID
     GATEWAY_PID=$quiet
     measure_latency
@@ -888,6 +919,206 @@ run_logging() {
     LOGGED_PID=""
     stop_gateway
     report_logging
+}
+
+# ---------------------------------------------------------------------------
+# Reload (issue 8): two gateways on one config (gateway-reload.yaml.template):
+# steady, never reloaded, and reloading, which a background loop reloads all
+# the time both are measured: by SIGHUP and by its file watcher in turn, each
+# reload toggling two harmless values (the measured key's token budget and a
+# price), so that every reload applies a changed config. The difference between
+# the two is what the reloads cost the requests; then reloads are timed on the
+# idle gateway, and the reloading gateway's own counts are read.
+
+scenario_reload() {
+    SC_TITLE="hot reload: a gateway reloaded all the time against one never reloaded"
+    SC_RELOAD=1
+    SC_COUNT_FAILED=1
+    SC_GATEWAY_CONFIG=$BENCH_DIR/gateway-reload.yaml.template
+    MEASURED="steady reloading"
+    BASELINE=steady
+    openai_clients
+}
+
+# read_generation ADMIN_PORT: sets GEN to the config generation that gateway's
+# /readyz reports (empty when it cannot be read). Builtins only, no process
+# forked: the reload loop polls it back to back.
+read_generation() {
+    local fd body=""
+    GEN=""
+    { exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 0
+    printf 'GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&"$fd" || true
+    IFS= read -r -d '' -t 5 -u "$fd" body || true
+    exec {fd}<&-
+    body=${body##*\"config_generation\":}
+    GEN=${body%%[!0-9]*}
+}
+
+now_us() { NOW=${EPOCHREALTIME/[.,]/}; }
+
+# reload_once HOW: one reload of the reloading gateway. Its config file is
+# replaced (written to a temporary file, then renamed over it, so the watcher
+# never reads half a file) by the other of the two texts; then, for HOW=sighup,
+# SIGHUP; for HOW=file, nothing: its 250 ms poll notices. Waits until /readyz
+# shows a new generation, at most RELOAD_TIMEOUT_SECS, and sets RELOAD_US to the
+# time from the trigger (the SIGHUP, or the rename) to the first /readyz answer
+# that showed it; empty when it never came.
+reload_once() {
+    local how=$1 g0 t0 current="" next=0 conf=$TMP/gateway-reloading.yaml
+    RELOAD_US=""
+    read_generation "$RELOAD_ADMIN_PORT"
+    g0=$GEN
+    [[ -n $g0 ]] || return 0
+    IFS= read -r -d '' current <"$conf" || true
+    [[ $current == "${RELOAD_TEXT[0]}" ]] && next=1
+    printf '%s' "${RELOAD_TEXT[$next]}" >"$conf.new"
+    mv -f "$conf.new" "$conf"
+    now_us
+    t0=$NOW
+    [[ $how == sighup ]] && kill -HUP "$RELOAD_PID"
+    while :; do
+        read_generation "$RELOAD_ADMIN_PORT"
+        now_us
+        if [[ -n $GEN ]] && ((GEN > g0)); then
+            RELOAD_US=$((NOW - t0))
+            return 0
+        fi
+        ((NOW - t0 < RELOAD_TIMEOUT_SECS * 1000000)) || return 0
+        # The watcher takes 250-500 ms: no need to poll back to back.
+        [[ $how == sighup ]] || sleep 0.02
+    done
+}
+
+# reload_loop: reloads the reloading gateway until stopped (SIGTERM: it ends
+# after the reload under way, so that none is left pending), alternately by
+# SIGHUP and by the file watcher, pausing RELOAD_INTERVAL_MS after each reload
+# took effect. One line per reload in $TMP/reload-loop.txt: `sighup
+# MICROSECONDS`, `file MICROSECONDS`, or the way and `timeout`.
+reload_loop() {
+    local how=sighup pause
+    RELOAD_STOP=0
+    trap 'RELOAD_STOP=1' TERM
+    pause=$(calc "$RELOAD_INTERVAL_MS / 1000" 3)
+    while ((!RELOAD_STOP)); do
+        reload_once "$how"
+        printf '%s %s\n' "$how" "${RELOAD_US:-timeout}" >>"$TMP/reload-loop.txt"
+        if [[ $how == sighup ]]; then how="file"; else how="sighup"; fi
+        sleep "$pause"
+    done
+}
+
+start_reload_loop() {
+    : >"$TMP/reload-loop.txt"
+    reload_loop &
+    RELOAD_LOOP_PID=$!
+    track "$RELOAD_LOOP_PID" "reload loop"
+    taskset -p -c "$CLIENT_CORE" "$RELOAD_LOOP_PID" >/dev/null
+}
+
+# loop_reloads HOW: the reload loop's lines for HOW: sets RELOADS (how many took
+# effect), TIMEOUTS (how many did not within RELOAD_TIMEOUT_SECS) and the
+# median and largest time, in ms, of those that did (RELOAD_MEDIAN, RELOAD_MAX).
+loop_reloads() {
+    local times=()
+    mapfile -t times < <(awk -v how="$1" '$1 == how && $2 != "timeout" { print $2 / 1000 }' \
+        "$TMP/reload-loop.txt")
+    RELOADS=${#times[@]}
+    TIMEOUTS=$(awk -v how="$1" '$1 == how && $2 == "timeout"' "$TMP/reload-loop.txt" | wc -l)
+    RELOAD_MEDIAN=- RELOAD_MAX=-
+    if ((RELOADS)); then
+        RELOAD_MEDIAN=$(calc "$(median "${times[@]}")" 2)
+        RELOAD_MAX=$(calc "$(printf '%s\n' "${times[@]}" | sort -g | tail -n 1)" 2)
+    fi
+}
+
+# measure_reload_idle: RELOAD_SAMPLES reloads by SIGHUP of the idle reloading
+# gateway, each applying a changed file, timed as in the loop; and the time one
+# /readyz poll takes, the resolution of those times.
+measure_reload_idle() {
+    local i t0 times=() polls=()
+    for ((i = 0; i < RELOAD_SAMPLES; i++)); do
+        reload_once sighup
+        if [[ -n $RELOAD_US ]]; then
+            times+=("$(calc "$RELOAD_US / 1000" 3)")
+        else
+            RES[idle_timeouts]=$((${RES[idle_timeouts]:-0} + 1))
+        fi
+        now_us
+        t0=$NOW
+        read_generation "$RELOAD_ADMIN_PORT"
+        now_us
+        polls+=("$(calc "($NOW - $t0) / 1000" 3)")
+        sleep 0.05
+    done
+    RES[poll_ms]=$(calc "$(median "${polls[@]}")" 2)
+    if ((${#times[@]})); then
+        RES[idle_median]=$(calc "$(median "${times[@]}")" 2)
+        RES[idle_max]=$(calc "$(printf '%s\n' "${times[@]}" | sort -g | tail -n 1)" 2)
+    fi
+    RES[idle_reloads]=${#times[@]}
+    log "  $RELOAD_SAMPLES reloads by SIGHUP on the idle gateway: median ${RES[idle_median]:--} ms," \
+        "max ${RES[idle_max]:--} ms (one /readyz poll: ${RES[poll_ms]} ms)"
+}
+
+# measure_loop_reloads: the reload loop's tally, by way.
+measure_loop_reloads() {
+    local how
+    RES[loop_timeouts]=0
+    for how in sighup file; do
+        loop_reloads "$how"
+        RES[loop_$how]=$RELOADS
+        RES[loop_timeouts]=$((RES[loop_timeouts] + TIMEOUTS))
+        RES[loop_${how}_median]=$RELOAD_MEDIAN
+        RES[loop_${how}_max]=$RELOAD_MAX
+    done
+    log "  reload loop, while measuring: ${RES[loop_sighup]} reloads by SIGHUP (median" \
+        "${RES[loop_sighup_median]} ms), ${RES[loop_file]} by the file watcher (median" \
+        "${RES[loop_file_median]} ms), ${RES[loop_timeouts]} triggers without a reload"
+}
+
+# measure_reload_counts: the gateways' own counts: /metrics, and the reloading
+# gateway's log lines by cause.
+measure_reload_counts() {
+    RES[reload_success]=$(metric_sum "$RELOAD_ADMIN_PORT" switchyard_config_reloads_total 'result="success"')
+    RES[reload_error]=$(metric_sum "$RELOAD_ADMIN_PORT" switchyard_config_reloads_total 'result="error"')
+    RES[generation:reloading]=$(metric_sum "$RELOAD_ADMIN_PORT" switchyard_config_generation)
+    RES[generation:steady]=$(metric_sum "$ADMIN_PORT" switchyard_config_generation)
+    RES[log_sighup]=$(grep -c 'config reloaded (SIGHUP)' "$TMP/gateway-reloading.log" || true)
+    RES[log_file]=$(grep -c 'config reloaded (the file changed)' "$TMP/gateway-reloading.log" || true)
+    RES[log_rejected]=$(grep -c 'config reload rejected' "$TMP/gateway-reloading.log" || true)
+}
+
+# run_reload: the two gateways measured side by side while the loop reloads
+# one; then reloads timed on the idle gateway, and the counts.
+run_reload() {
+    start_gateway "$SC_GATEWAY_CONFIG" TOKENS_PER_MINUTE=1000000000 PRICE_IN=2.5
+    local steady=$GATEWAY_PID conf=$TMP/gateway-reloading.yaml
+    # The reloading gateway's two texts: it starts with the first.
+    GATEWAY_PORT=$RELOAD_PORT ADMIN_PORT=$RELOAD_ADMIN_PORT GATEWAY_CONF=$conf \
+        GATEWAY_LOG=$TMP/gateway-reloading.log \
+        start_gateway "$SC_GATEWAY_CONFIG" TOKENS_PER_MINUTE=1000000000 PRICE_IN=2.5
+    RELOAD_PID=$GATEWAY_PID
+    GATEWAY_PID=$steady
+    RELOAD_TEXT=()
+    IFS= read -r -d '' "RELOAD_TEXT[0]" <"$conf" || true
+    render "$SC_GATEWAY_CONFIG" "$TMP/reload-1.yaml" LISTEN_PORT="$RELOAD_PORT" \
+        ADMIN_PORT="$RELOAD_ADMIN_PORT" UPSTREAM_PORT="$UPSTREAM_PORT" \
+        TOKENS_PER_MINUTE=999999999 PRICE_IN=3.0
+    IFS= read -r -d '' "RELOAD_TEXT[1]" <"$TMP/reload-1.yaml" || true
+    start_reload_loop
+    local loop_start=$EPOCHREALTIME
+    measure_latency
+    measure_ttfc
+    measure_throughput
+    stop_pid "$RELOAD_LOOP_PID"
+    RES[loop_secs]=$(calc "$EPOCHREALTIME - $loop_start" 3)
+    measure_loop_reloads
+    measure_reload_idle
+    measure_reload_counts
+    stop_pid "$RELOAD_PID"
+    RELOAD_PID=""
+    stop_gateway
+    report_reload
 }
 
 # ---------------------------------------------------------------------------
@@ -1101,6 +1332,49 @@ report_logging() {
     report_noise
 }
 
+# report_reload: the reload table: both gateways' latency, CPU, throughput and
+# failed requests; the reloads done and counted; then how long reloads took.
+report_reload() {
+    printf '\n== Switchyard benchmark: %s ==\n' "$SC_TITLE"
+    printf 'two gateways on one config: steady (never reloaded); reloading (reloaded throughout the\n'
+    printf 'measurements, alternately by SIGHUP and by its file watcher, %s ms after the previous reload\n' \
+        "$RELOAD_INTERVAL_MS"
+    printf 'took effect; each reload toggles a token budget and a price). Medians of %s alternating rounds\n\n' \
+        "$ROUNDS"
+    pair_measures
+    local expected=$((RES[loop_sighup] + RES[loop_file] + RES[idle_reloads]))
+    judge "s + r == 0" s="${RES[failed:steady]:-}" r="${RES[failed:reloading]:-}"
+    row "failed requests (all runs)" "${RES[failed:steady]:-}" "${RES[failed:reloading]:-}" "" "" "0" "$VERDICT"
+    row "reloads by SIGHUP while measuring" "" "${RES[loop_sighup]}" "" "" \
+        "gateway log: ${RES[log_sighup]}, ${RES[idle_reloads]} of them idle" ""
+    row "reloads by the file watcher" "" "${RES[loop_file]}" "" "" "gateway log: ${RES[log_file]}" ""
+    row "reloads per second while measuring" "" \
+        "$(calc "(${RES[loop_sighup]} + ${RES[loop_file]}) / ${RES[loop_secs]}" 1)" "" "" \
+        "over $(calc "${RES[loop_secs]}" 1) s" ""
+    judge "t == 0" t="$((RES[loop_timeouts] + ${RES[idle_timeouts]:-0}))"
+    row "triggers without a reload in ${RELOAD_TIMEOUT_SECS} s" "" \
+        "$((RES[loop_timeouts] + ${RES[idle_timeouts]:-0}))" "" "" "0" "$VERDICT"
+    row "reloads counted (/metrics success)" "" "${RES[reload_success]}" "" "" \
+        "loop + ${RES[idle_reloads]} idle = $expected" ""
+    judge "e == 0" e="${RES[reload_error]}"
+    row "reloads rejected (/metrics error)" "" "${RES[reload_error]}" "" "" "0" "$VERDICT"
+    row "config generation at the end" "${RES[generation:steady]}" "${RES[generation:reloading]}" "" "" "" ""
+    printf '\nadded = reloading minus steady (CPU: of the medians); ratio = reloading / steady. Failed: failed\n'
+    printf 'or timed-out requests and non-200 answers in the latency, first chunk and throughput runs.\n'
+    printf '\nreload time: from the trigger (SIGHUP sent; the new file renamed into place) to the first\n'
+    printf '/readyz answer that shows the new generation; one /readyz poll takes %s ms (the resolution).\n' \
+        "${RES[poll_ms]}"
+    printf '%-34s %10s %10s %10s\n' "trigger" "reloads" "median ms" "max ms"
+    printf '%-34s %10s %10s %10s\n' "SIGHUP, idle gateway" "${RES[idle_reloads]}" \
+        "${RES[idle_median]:--}" "${RES[idle_max]:--}"
+    printf '%-34s %10s %10s %10s\n' "SIGHUP, under load" "${RES[loop_sighup]}" \
+        "${RES[loop_sighup_median]}" "${RES[loop_sighup_max]}"
+    printf '%-34s %10s %10s %10s\n' "file rewritten, under load" "${RES[loop_file]}" \
+        "${RES[loop_file_median]}" "${RES[loop_file_max]}"
+    printf 'The file watcher polls every 250 ms and applies a text once it held for one more poll.\n'
+    report_noise
+}
+
 # run_scenario NAME: sets the scenario up, measures and reports it.
 run_scenario() {
     local name=$1 k
@@ -1108,11 +1382,13 @@ run_scenario() {
     SC_FAILOVER=0
     SC_LIMITS=0
     SC_LOGGING=0
+    SC_RELOAD=0
+    SC_COUNT_FAILED=0
     SC_GATEWAY_VARS=()
     MEASURED=$TARGETS
     BASELINE=direct
     "scenario_$name"
-    if ((SC_FAILOVER || SC_LIMITS || SC_LOGGING)) && ! has_target gateway; then
+    if ((SC_FAILOVER || SC_LIMITS || SC_LOGGING || SC_RELOAD)) && ! has_target gateway; then
         log "bench: scenario $name skipped: it measures the gateway, which BENCH_TARGETS leaves out"
         return 0
     fi
@@ -1126,6 +1402,8 @@ run_scenario() {
         run_limits
     elif ((SC_LOGGING)); then
         run_logging
+    elif ((SC_RELOAD)); then
+        run_reload
     else
         run_comparison
     fi

@@ -4,6 +4,8 @@
 //!
 //! Subcommands (results go to stdout as `key=value` pairs, diagnostics to stderr):
 //! - `latency`: sequential POSTs on one keep-alive connection; p50/p99/mean in µs.
+//!   The first failed request ends the run, unless `--max-errors N` lets up to N
+//!   fail (counted in `errors=`; also for `ttfc`).
 //! - `throughput`: N connections in a closed loop for a fixed time; requests/s.
 //! - `ttfc`: sequential streaming POSTs; time from writing the request to the
 //!   first body bytes holding a `data:` event with content, p50/p99 in µs.
@@ -26,9 +28,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 const USAGE: &str = "usage:
-  loadgen latency    --url URL --body FILE [--header 'K: V']... [--requests 5000] [--warmup 500]
+  loadgen latency    --url URL --body FILE [--header 'K: V']... [--requests 5000] [--warmup 500] [--max-errors 0]
   loadgen throughput --url URL --body FILE [--header 'K: V']... [--connections 32] [--duration-secs 5]
-  loadgen ttfc       --url URL --body FILE [--header 'K: V']... [--requests 2000] [--warmup 200]
+  loadgen ttfc       --url URL --body FILE [--header 'K: V']... [--requests 2000] [--warmup 200] [--max-errors 0]
   loadgen steady     --url URL --body FILE [--header 'K: V']... [--duration-secs 4]
   loadgen streams    --url URL --body FILE [--header 'K: V']... [--count 1000] [--hold-secs 10] [--timeout-secs 30]
   loadgen wait       --url URL [--header 'K: V']... [--status 200] [--timeout-secs 30]
@@ -167,26 +169,49 @@ impl Conn {
 }
 
 /// `latency` and `ttfc`: sequential requests on one keep-alive connection
-/// (re-opened only if the server closes it), timing each one.
+/// (re-opened only if the server closes it), timing each one. A failed request
+/// ends the run, unless `--max-errors` allows more: then it is counted
+/// (`errors=`, warm-up included), gives no sample, and the run goes on after
+/// 10 ms, as `steady` does.
 async fn sequential(argv: impl Iterator<Item = String>, ttfc: bool) -> Result<(), Failure> {
-    let args = Args::parse(argv, &["url", "body", "header", "requests", "warmup"])?;
+    let args = Args::parse(
+        argv,
+        &["url", "body", "header", "requests", "warmup", "max-errors"],
+    )?;
     let job = Job::from_args(&args, "POST")?;
     let requests: usize = args.get("requests", if ttfc { 2000 } else { 5000 })?;
     let warmup: usize = args.get("warmup", if ttfc { 200 } else { 500 })?;
+    let max_errors: usize = args.get("max-errors", 0)?;
     if requests == 0 {
         return Err(Failure::Usage("--requests must be at least 1".into()));
     }
     let mut samples = Vec::with_capacity(requests);
+    let mut errors = 0;
     let mut conn: Option<Conn> = None;
     for i in 0..warmup + requests {
-        let took = timed(&mut conn, &job, ttfc, false)
-            .await
-            .map_err(|e| run_err(format!("request {} of {}: {e}", i + 1, warmup + requests)))?;
-        if i >= warmup {
-            samples.push(took);
+        match timed(&mut conn, &job, ttfc, false).await {
+            Ok(took) if i >= warmup => samples.push(took),
+            Ok(_) => {}
+            Err(e) => {
+                let e = format!("request {} of {}: {e}", i + 1, warmup + requests);
+                if errors >= max_errors {
+                    return Err(run_err(e));
+                }
+                if errors == 0 {
+                    eprintln!("loadgen: first failed request: {e}");
+                }
+                errors += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
-    println!("requests={requests} {}", summary(&mut samples));
+    if samples.is_empty() {
+        return Err(run_err(format!("all {requests} requests failed")));
+    }
+    println!(
+        "requests={requests} errors={errors} {}",
+        summary(&mut samples)
+    );
     Ok(())
 }
 
