@@ -11,10 +11,11 @@ dangerous answers: OpenAI's 401 quoting the key it was given, and Bedrock's
 signature mismatch quoting the canonical request, session token included.
 
 Everything the gateway emitted — each response's status line, headers and body,
-its stdout (access log) and stderr, `/metrics`, and `switchyard -t` output on broken
-configs — is scanned for any 8-character piece of each secret. So are the requests
-each fake upstream received, for every secret that upstream has no business seeing
-(virtual keys are never forwarded; an AWS secret access key is never sent at all).
+its stdout (access log) and stderr, `/metrics`, and what `switchyard -t` and a
+SIGHUP reload of a running gateway say about broken configs — is scanned for any
+8-character piece of each secret. So are the requests each fake upstream received,
+for every secret that upstream has no business seeing (virtual keys are never
+forwarded; an AWS secret access key is never sent at all).
 
 The scan cannot pass vacuously: every response must have the status and error code
 its scenario step expects, together covering the errors table, and the fakes must
@@ -31,8 +32,10 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
+import signal
 import socket
 import subprocess
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -616,7 +619,7 @@ def test_no_secret_in_responses_logs_or_metrics(leak_gateway, upstreams):
 
 
 # --------------------------------------------------------------------------------------
-# Config errors: `switchyard -t` must not quote a secret either
+# Config errors: neither `switchyard -t` nor a rejected reload may quote a secret
 # --------------------------------------------------------------------------------------
 
 def yaml_str(value: str) -> str:
@@ -688,12 +691,66 @@ def check_with_t(config: Path) -> tuple[bool, str]:
     return done.returncode != 0, (done.stdout + done.stderr).decode("utf-8", "replace")
 
 
-# How a config is checked -> its checker. When SIGHUP reload lands (issue 8), adding it
-# is one entry here: a checker that starts a gateway on a valid config, writes CONFIG
-# over its config file, sends SIGHUP, waits (bounded) for
-# switchyard_config_reloads_total{result=...} to move, stops the gateway and returns
-# (refused, its stdout + stderr). Every case above then runs through reload too.
-CONFIG_CHECKERS: dict[str, Callable[[Path], tuple[bool, str]]] = {"switchyard -t": check_with_t}
+# A virtual key of the gateway the reload checker starts (no secret of the cases).
+STARTER_KEY = "sk-starter-" + secrets.token_hex(16)
+RELOAD_WAIT_S = 5.0  # a SIGHUP reload is applied at once
+
+
+def starter_config(workdir: Path) -> dict:
+    """A small valid config on free ports: the mock behind one model."""
+    return {
+        "listen": f"127.0.0.1:{free_port()}",
+        "admin_listen": f"127.0.0.1:{free_port()}",
+        "keys": [{"name": "starter", "key": STARTER_KEY}],
+        "providers": {"demo": {"type": "mock"}},
+        "models": {"chat": {"targets": [{"provider": "demo", "model": "mock-chat-1"}]}},
+        "routing": ROUTING,
+        "pingora": pingora_settings(workdir),
+    }
+
+
+def check_with_reload(config: Path) -> tuple[bool, str]:
+    """A running gateway gets CONFIG by reload: started (at trace level, like the
+    leak gateway) on a valid config of its own kept at CONFIG's path, it has CONFIG's
+    text written over that file and a SIGHUP; once
+    switchyard_config_reloads_total{result=...} moved and its log line is out, it
+    is stopped. (refused, its stdout + stderr)."""
+    text = config.read_text()
+    gateway = None
+    for _ in range(3):  # free ports are picked before the process binds them
+        gateway = Gateway(gateway_binary(), starter_config(config.parent), config.parent,
+                          env={"RUST_LOG": "trace"})
+        gateway.config_path = config
+        try:
+            gateway.start()
+            break
+        except RuntimeError:
+            gateway.stop()
+            gateway = None
+    assert gateway is not None, "could not start the gateway for the reload checker"
+    try:
+        def counted() -> tuple[float | None, float | None]:
+            return (gateway.metric("switchyard_config_reloads_total", result="success"),
+                    gateway.metric("switchyard_config_reloads_total", result="error"))
+
+        before = counted()
+        gateway.write_config(text)
+        gateway.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while (after := counted()) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert after != before, "the reload was not counted"
+        refused = after[1] != before[1]
+        gateway.wait_stderr("config reload rejected" if refused else "config reloaded",
+                            timeout=RELOAD_WAIT_S)
+    finally:
+        gateway.stop()
+    return refused, "\n".join(gateway.stdout_lines()) + "\n" + gateway.stderr_text()
+
+
+# How a config is checked -> its checker. Every case above runs through each.
+CONFIG_CHECKERS: dict[str, Callable[[Path], tuple[bool, str]]] = {
+    "switchyard -t": check_with_t, "SIGHUP reload": check_with_reload}
 
 
 @pytest.mark.parametrize("checker", CONFIG_CHECKERS)
