@@ -296,6 +296,7 @@ def test_a_reload_adds_a_model_removes_a_key_changes_a_limit_and_moves_a_provide
     assert reloads(gw, "error") == 0
     if how == "sighup":
         # SIGHUP and the watcher both saw this save; either may have applied it.
+        gen = generation(gw)
         assert gen >= 2 and reloads(gw, "success") == gen - 1
     else:
         time.sleep(SETTLE_S)  # one save reloads once, not once per poll
