@@ -99,10 +99,10 @@ fn main() -> ExitCode {
         }
     };
 
-    let proxy = KeepOpenWhileDraining::new(
-        pingora::proxy::http_proxy(&server.configuration, gateway::Gateway::new(app.clone())),
-        app.drain.clone(),
-    );
+    let proxy = KeepOpenWhileDraining::new(pingora::proxy::http_proxy(
+        &server.configuration,
+        gateway::Gateway::new(app.clone()),
+    ));
     let mut api = Service::new("switchyard api".to_string(), proxy);
     api.add_tcp(&listen);
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);

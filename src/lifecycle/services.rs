@@ -18,8 +18,6 @@ use pingora::services::listening::Service as Listening;
 use pingora::services::Service;
 use tokio::sync::watch;
 
-use super::Drain;
-
 /// A listening service that stops accepting when `stop` turns true, and lends
 /// the process's listening sockets to the hand-over of a binary upgrade.
 pub struct ApiService<A> {
@@ -71,25 +69,25 @@ impl<A: ServerApp + Send + Sync + 'static> Service for ApiService<A> {
     }
 }
 
-/// An HTTP app whose idle connections stay open during a shutdown drain.
+/// An HTTP app whose idle connections stay open during a drain.
 ///
 /// When its listener stops, Pingora's proxy closes every idle keep-alive
-/// connection at once. During a SIGTERM drain that would turn a request sent on
-/// one of them a moment later into a reset; kept open, the request is answered
-/// 503 `shutting_down` (and the connection then closes), which clients retry
-/// elsewhere. They close when the process exits. After a hand-over to a
-/// successor they close at once, so clients reconnect to the successor.
+/// connection at once. A request a client sends on one of them a moment later
+/// then meets a reset, which most clients do not retry for a POST. Kept open,
+/// such a request is answered — 503 `shutting_down` during a shutdown, served
+/// normally after a hand-over to a successor — and its connection then closes
+/// (Pingora turns keep-alive off once the listener's watch fired), so the
+/// client reconnects elsewhere. Whatever is still idle closes when the process
+/// exits.
 pub struct KeepOpenWhileDraining<A> {
     inner: Arc<A>,
-    drain: Arc<Drain>,
 }
 
 impl<A> KeepOpenWhileDraining<A> {
-    /// `inner` under `drain`.
-    pub fn new(inner: A, drain: Arc<Drain>) -> Self {
+    /// `inner`, whose idle connections outlive its listener.
+    pub fn new(inner: A) -> Self {
         KeepOpenWhileDraining {
             inner: Arc::new(inner),
-            drain,
         }
     }
 }
@@ -112,10 +110,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for KeepOpenWhileDr
         self.inner.server_options()
     }
 
+    /// Called once the listener stopped: only a drain stops it, and the
+    /// process exits when the drain is over, closing what is left.
     async fn http_cleanup(&self) {
-        if self.drain.refuses_requests() {
-            std::future::pending::<()>().await;
-        }
-        self.inner.http_cleanup().await
+        std::future::pending::<()>().await
     }
 }
