@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::support::free_port;
 use crate::support::gateway::{config, Gateway};
-use crate::support::http::{self, exchange, post, Response};
+use crate::support::http::{exchange, post, Response};
 use crate::support::upstream::{FakeUpstream, Recorded, Reply};
 
 const CHAT: &str = r#"{"model":"main","messages":[{"role":"user","content":"hi"}]}"#;
@@ -25,23 +25,6 @@ fn completion(text: &str) -> Reply {
 
 async fn chat(gw: &Gateway) -> Response {
     exchange(gw.addr, &post("/v1/chat/completions", CHAT)).await
-}
-
-async fn metrics(gw: &Gateway) -> String {
-    String::from_utf8(http::get(gw.admin, "/metrics", &[]).await.unwrap().body).unwrap()
-}
-
-/// Waits (at most 5 s) until `/metrics` contains `series`.
-async fn wait_for_metric(gw: &Gateway, series: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = metrics(gw).await;
-        if text.contains(series) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never saw {series} in\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn probes(up: &FakeUpstream) -> Vec<Recorded> {
@@ -96,11 +79,8 @@ async fn a_failing_probe_marks_an_openai_target_down_and_a_passing_one_up() {
     );
 
     alive.store(false, Ordering::SeqCst);
-    wait_for_metric(
-        &gw,
-        r#"switchyard_upstream_healthy{provider="primary",target="primary/m"} 0"#,
-    )
-    .await;
+    gw.wait_for_metric(r#"switchyard_upstream_healthy{provider="primary",target="primary/m"} 0"#)
+        .await;
     let r = chat(&gw).await;
     assert_eq!(
         r.json()["choices"][0]["message"]["content"],
@@ -110,11 +90,8 @@ async fn a_failing_probe_marks_an_openai_target_down_and_a_passing_one_up() {
     assert!(primary.received().iter().all(|r| r.method == "GET"));
 
     alive.store(true, Ordering::SeqCst);
-    wait_for_metric(
-        &gw,
-        r#"switchyard_upstream_healthy{provider="primary",target="primary/m"} 1"#,
-    )
-    .await;
+    gw.wait_for_metric(r#"switchyard_upstream_healthy{provider="primary",target="primary/m"} 1"#)
+        .await;
     let r = chat(&gw).await;
     assert_eq!(r.json()["choices"][0]["message"]["content"], "from primary");
 }
@@ -155,14 +132,12 @@ async fn bedrock_is_probed_with_a_connect_that_sends_nothing() {
         ),
     ))
     .await;
-    wait_for_metric(
-        &gw,
-        r#"switchyard_upstream_healthy{provider="gone",target="gone/m"} 0"#,
-    )
-    .await;
+    gw.wait_for_metric(r#"switchyard_upstream_healthy{provider="gone",target="gone/m"} 0"#)
+        .await;
     assert!(bedrock.connections.load(Ordering::SeqCst) >= 2);
     assert!(bedrock.received().is_empty(), "{:?}", bedrock.received());
-    assert!(metrics(&gw)
+    assert!(gw
+        .metrics()
         .await
         .contains(r#"switchyard_upstream_healthy{provider="br",target="br/m"} 1"#));
 }

@@ -118,10 +118,6 @@ fn about(remaining: u64, expected: u64, per_minute: u64, elapsed: Duration) -> b
     (expected..=expected + refilled).contains(&remaining)
 }
 
-async fn metrics(gw: &Gateway) -> String {
-    String::from_utf8(http::get(gw.admin, "/metrics", &[]).await.unwrap().body).unwrap()
-}
-
 /// OpenAI's duration format: `120ms`, `1s`, `1.5s`, `6m0s`.
 fn is_openai_duration(text: &str) -> bool {
     let Some(rest) = text.strip_suffix("ms") else {
@@ -186,11 +182,11 @@ async fn a_burst_of_twice_the_limit_admits_exactly_the_limit() {
     }
     gw.log_lines(2 * N).await;
     assert!(
-        metrics(&gw)
+        gw.metrics()
             .await
             .contains(&format!("switchyard_rate_limited_total{{key=\"app\"}} {N}")),
         "{}",
-        metrics(&gw).await
+        gw.metrics().await
     );
 }
 
@@ -430,7 +426,7 @@ async fn one_key_s_budget_never_touches_another_s() {
         );
     }
     gw.log_lines(9).await;
-    let text = metrics(&gw).await;
+    let text = gw.metrics().await;
     assert!(
         text.contains("switchyard_rate_limited_total{key=\"busy\"} 1"),
         "{text}"

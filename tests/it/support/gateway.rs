@@ -108,6 +108,25 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        String::from_utf8(http::get(self.admin, "/metrics", &[]).await.unwrap().body).unwrap()
+    }
+
+    /// Waits (at most 5 s) until `/metrics` contains `series`: a gauge set just
+    /// after the answer went out may lag the client by a moment.
+    pub async fn wait_for_metric(&self, series: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics().await;
+            if text.contains(series) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never saw {series} in\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until at least `n` access-log lines were written and returns them parsed.
     pub async fn log_lines(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
