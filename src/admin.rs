@@ -44,10 +44,10 @@ impl ServeHttp for Admin {
         match (method, path) {
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => {
-                let listen = self.app.config().listen.clone();
-                let (status, state) = if self.app.drain.is_draining() {
+                let listen = &self.app.bound.listen;
+                let (status, state) = if self.app.drain.refuses_requests() {
                     (503, "draining")
-                } else if self.app.state.api_listener.is_up(&listen).await {
+                } else if self.app.state.api_listener.is_up(listen).await {
                     (200, "ready")
                 } else {
                     (503, "starting")

@@ -7,7 +7,7 @@ use pingora::connectors::http::Connector;
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::lifecycle::Drain;
+use crate::lifecycle::{Bound, Drain};
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -20,6 +20,8 @@ pub struct App {
     pub access_log: AccessLog,
     /// The in-flight count and phase that shutdown and upgrades drain.
     pub drain: Arc<Drain>,
+    /// The listen addresses and Pingora settings in force since start-up.
+    pub bound: Bound,
     /// Pingora's client connector: connection pools, TLS (with the server's CA
     /// settings) and HTTP/1 or h2 sessions for every upstream try.
     pub connector: Connector,
@@ -32,6 +34,7 @@ impl App {
         let state = State::new(&metrics);
         let access_log = AccessLog::to_stdout(metrics.access_log_dropped.clone())?;
         let app = App {
+            bound: Bound::of(&config),
             config: ArcSwap::from_pointee(config),
             state,
             metrics,

@@ -52,16 +52,19 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use lifecycle::{ApiService, Fingerprint, Handover, KeepOpenWhileDraining, Notifier, Supervisor};
+use lifecycle::{Fingerprint, Handover, KeepOpenWhileDraining, Notifier, Stoppable, Supervisor};
 
 fn main() -> ExitCode {
     diagnostics::init();
-    lifecycle::process::hold_off_sighup();
+    lifecycle::process::hold_off_signals();
     let mut opt = Opt::parse_args();
     let Some(path) = opt.conf.take().map(PathBuf::from) else {
         eprintln!("switchyard: no configuration file; run `switchyard -c FILE`");
         return ExitCode::from(2);
     };
+    // `-d` changes to `/`: the file watch and a successor need the full path
+    // (not the canonical one: a symlink swapped by a deployment must be followed).
+    let path = std::path::absolute(&path).unwrap_or(path);
     let loaded = config::read(&path).and_then(|text| {
         let config = config::parse(&text, &path.display().to_string())?;
         Ok((config, Fingerprint::of(&text)))
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
     let upgrading = opt.upgrade;
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();
+    let upgrade_sock = config.pingora.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf::build(&config.pingora));
     // With `-u` this waits for the old process's sockets.
     server.bootstrap();
@@ -99,20 +103,22 @@ fn main() -> ExitCode {
         }
     };
 
-    let proxy = KeepOpenWhileDraining::new(pingora::proxy::http_proxy(
-        &server.configuration,
-        gateway::Gateway::new(app.clone()),
-    ));
+    let proxy = KeepOpenWhileDraining::new(
+        pingora::proxy::http_proxy(&server.configuration, gateway::Gateway::new(app.clone())),
+        app.drain.clone(),
+    );
     let mut api = Service::new("switchyard api".to_string(), proxy);
     api.add_tcp(&listen);
-    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
     let listen_fds = Arc::new(OnceLock::new());
-    let api = ApiService::new(api, api_stopped, listen_fds.clone());
+    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let api = Stoppable::new(api, api_stopped, listen_fds.clone());
     let mut admin = Service::new(
         "switchyard admin".to_string(),
         admin::Admin::new(app.clone()),
     );
     admin.add_tcp(&admin_listen);
+    let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+    let admin = Stoppable::new(admin, admin_stopped, listen_fds.clone());
     let probes = health::ProbeConnectors {
         http: Connector::new(Some(connector_options.clone())),
         transport: TransportConnector::new(Some(connector_options)),
@@ -123,12 +129,16 @@ fn main() -> ExitCode {
     server.add_service(admin);
     server.add_service(background_service("dns refresh", dns));
     server.add_service(background_service("health checks", health));
-    let handover = Handover::new(
-        listen_fds,
-        server.configuration.upgrade_sock.clone(),
-        path.clone(),
+    let handover = Handover::new(listen_fds, upgrade_sock, path.clone());
+    let supervisor = Supervisor::new(
+        app,
+        notifier,
+        api_stop,
+        admin_stop,
+        handover,
+        path,
+        started_with,
     );
-    let supervisor = Supervisor::new(app, notifier, api_stop, handover, path, started_with);
     log::info!("switchyard listening on {listen} (admin {admin_listen})");
     server.run(RunArgs {
         shutdown_signal: Box::new(supervisor),

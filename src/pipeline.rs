@@ -23,6 +23,11 @@ use crate::trace_context::TraceContext;
 
 /// Answers one client request; the answer (or the client's departure) is in `record`.
 pub async fn handle(app: &App, session: &mut Session, record: &mut RequestRecord) {
+    if app.drain.is_draining() {
+        // Clients move to another instance, or to the successor that holds the
+        // sockets now, with their next request.
+        session.set_keepalive(None);
+    }
     let client_id = session.get_header("x-request-id").map(|v| v.as_bytes());
     record.request_id = request_id::accept_or_generate(client_id);
     if let Err(error) = serve(app, session, record).await {

@@ -195,9 +195,12 @@ impl Attempt<'_> {
                 downstream::end_whole_stream(session).await;
                 // Once `[DONE]` is out the client may hang up at once (SDKs do),
                 // so the upstream's end is awaited without watching the client,
-                // and briefly: it only decides whether the connection is kept.
-                let _ =
-                    tokio::time::timeout(DRAIN_AFTER_DONE, self.read_and_release(exchange)).await;
+                // and briefly: it only decides whether the connection is kept —
+                // not worth delaying a draining process's exit for.
+                if !self.app.drain.is_draining() {
+                    let _ = tokio::time::timeout(DRAIN_AFTER_DONE, self.read_and_release(exchange))
+                        .await;
+                }
                 return TryResult::Answered;
             }
         }

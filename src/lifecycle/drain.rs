@@ -35,6 +35,9 @@ pub struct Drain {
     phase: AtomicU8,
     /// Turns true when `shutdown_timeout` ran out: upstream waits stop.
     cutoff: watch::Sender<bool>,
+    /// Turns true when idle client connections should close (see
+    /// `KeepOpenWhileDraining`).
+    close_idle: watch::Sender<bool>,
 }
 
 impl Default for Drain {
@@ -44,6 +47,7 @@ impl Default for Drain {
             idle: Notify::new(),
             phase: AtomicU8::new(SERVING),
             cutoff: watch::Sender::new(false),
+            close_idle: watch::Sender::new(false),
         }
     }
 }
@@ -71,12 +75,18 @@ impl Drain {
             .compare_exchange(SERVING, phase, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    /// Whether a drain has begun (`/readyz` turns 503).
+    /// Back to serving: the hand-over to a successor failed.
+    pub fn resume(&self) {
+        self.phase.store(SERVING, Ordering::Release);
+    }
+
+    /// Whether a drain has begun: answers close their connection.
     pub fn is_draining(&self) -> bool {
         self.phase.load(Ordering::Acquire) != SERVING
     }
 
-    /// Whether new requests are refused with 503 `shutting_down`.
+    /// Whether new requests are refused with 503 `shutting_down` (and `/readyz`
+    /// is 503): a shutdown, not a hand-over to a successor.
     pub fn refuses_requests(&self) -> bool {
         self.phase.load(Ordering::Acquire) == SHUTDOWN
     }
@@ -102,6 +112,16 @@ impl Drain {
     /// Tells every upstream wait to stop now: the drain ran out of time.
     pub fn cut_off(&self) {
         self.cutoff.send_replace(true);
+    }
+
+    /// Lets idle client connections close.
+    pub fn close_idle_connections(&self) {
+        self.close_idle.send_replace(true);
+    }
+
+    /// Resolves once idle client connections may close.
+    pub async fn idle_connections_released(&self) {
+        let _ = self.close_idle.subscribe().wait_for(|&close| close).await;
     }
 
     /// A receiver whose value turns true at [`Drain::cut_off`].
@@ -165,6 +185,16 @@ mod tests {
         drain.begin(Ending::Shutdown);
         assert!(drain.is_draining());
         assert!(!drain.refuses_requests(), "an upgrade still answers");
+    }
+
+    #[test]
+    fn a_failed_hand_over_resumes_serving() {
+        let drain = Drain::default();
+        drain.begin(Ending::Upgrade);
+        drain.resume();
+        assert!(!drain.is_draining());
+        drain.begin(Ending::Shutdown);
+        assert!(drain.refuses_requests(), "a later shutdown still begins");
     }
 
     #[tokio::test]

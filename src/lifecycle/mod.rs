@@ -17,6 +17,7 @@ mod upgrade;
 pub use config_file::Fingerprint;
 pub use drain::{Drain, Ending, InFlight};
 pub use notify::Notifier;
-pub use services::{ApiService, KeepOpenWhileDraining};
+pub use reload::Bound;
+pub use services::{KeepOpenWhileDraining, Stoppable};
 pub use supervisor::Supervisor;
 pub use upgrade::Handover;

@@ -1,5 +1,5 @@
-//! Process settings made before Pingora starts: the open-file limit, and SIGHUP
-//! held off until the reload handler is installed.
+//! Process settings made before Pingora starts: the open-file limit, and the
+//! supervisor's signals held off until its handlers are installed.
 
 /// Raises the soft open-file limit to the hard one. Every stream holds two
 /// sockets (client and upstream), and the usual soft limit of 1024 would cap a
@@ -38,11 +38,15 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// Ignores SIGHUP until the supervisor installs its handler. SIGHUP's default
-/// action ends the process, and `systemctl reload` or a config-management run
-/// may send one while the gateway is still starting.
-pub fn hold_off_sighup() {
-    // SAFETY: installing SIG_IGN for SIGHUP has no preconditions; tokio later
-    // replaces it with its own handler.
-    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+/// Ignores SIGHUP, SIGQUIT and SIGUSR2 until the supervisor installs its
+/// handlers. Their default action ends the process, and `systemctl reload` or a
+/// repeated upgrade command may send one while the gateway is still starting —
+/// a successor of a binary upgrade then already holds the listening sockets.
+/// (A SIGTERM that early still ends it: nothing is in flight yet.)
+pub fn hold_off_signals() {
+    for signal in [libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR2] {
+        // SAFETY: installing SIG_IGN has no preconditions; tokio later replaces
+        // it with its own handler.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
 }

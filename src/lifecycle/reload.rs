@@ -8,7 +8,7 @@
 //! ids and carried over by `App::install`.
 
 use crate::app::App;
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, PingoraSettings};
 
 use super::config_file::ConfigFile;
 
@@ -30,7 +30,7 @@ pub fn reload(app: &App, file: &mut ConfigFile) -> Result<Reloaded, ConfigError>
             return Err(e);
         }
     };
-    let needs_restart = needs_restart(&app.config(), &config);
+    let needs_restart = app.bound.changed_in(&config);
     app.install(config);
     Ok(Reloaded {
         generation: app.metrics.config_reloaded(true),
@@ -44,20 +44,41 @@ fn read_and_validate(file: &mut ConfigFile) -> Result<Config, ConfigError> {
     config::parse(&text, &file.path().display().to_string())
 }
 
-/// The settings of `new` that differ from `old` and are bound at start-up: the
-/// listening sockets, and Pingora's server settings (threads, upgrade socket…).
-pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    if old.listen != new.listen {
-        changed.push("listen");
+/// The settings bound at start-up: the listening sockets, and Pingora's server
+/// settings (threads, upgrade socket…). Only a restart or a binary upgrade
+/// applies a change to them, so a reload compares with these, not with the
+/// last file it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub listen: String,
+    pub admin_listen: String,
+    pub pingora: PingoraSettings,
+}
+
+impl Bound {
+    /// What `config` binds.
+    pub fn of(config: &Config) -> Self {
+        Bound {
+            listen: config.listen.clone(),
+            admin_listen: config.admin_listen.clone(),
+            pingora: config.pingora.clone(),
+        }
     }
-    if old.admin_listen != new.admin_listen {
-        changed.push("admin_listen");
+
+    /// The settings `config` would bind differently.
+    pub fn changed_in(&self, config: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != config.listen {
+            changed.push("listen");
+        }
+        if self.admin_listen != config.admin_listen {
+            changed.push("admin_listen");
+        }
+        if self.pingora != config.pingora {
+            changed.push("pingora");
+        }
+        changed
     }
-    if old.pingora != new.pingora {
-        changed.push("pingora");
-    }
-    changed
 }
 
 #[cfg(test)]
@@ -83,17 +104,18 @@ models:
 
     #[test]
     fn only_settings_bound_at_start_up_need_a_restart() {
-        let old = parsed("");
-        assert!(needs_restart(&old, &parsed("shutdown_timeout: 1s\n")).is_empty());
+        let bound = Bound::of(&parsed(""));
+        assert!(bound
+            .changed_in(&parsed("shutdown_timeout: 1s\n"))
+            .is_empty());
         assert_eq!(
-            needs_restart(&old, &parsed("listen: 127.0.0.1:1234\n")),
+            bound.changed_in(&parsed("listen: 127.0.0.1:1234\n")),
             ["listen"]
         );
         assert_eq!(
-            needs_restart(
-                &old,
-                &parsed("admin_listen: 127.0.0.1:1235\npingora:\n  threads: 3\n")
-            ),
+            bound.changed_in(&parsed(
+                "admin_listen: 127.0.0.1:1235\npingora:\n  threads: 3\n"
+            )),
             ["admin_listen", "pingora"]
         );
     }

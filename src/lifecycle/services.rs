@@ -1,11 +1,12 @@
-//! The API listener, under the supervisor's control rather than Pingora's.
+//! The listeners, under the supervisor's control rather than Pingora's.
 //!
 //! Pingora stops every listener at once when it shuts down. Switchyard needs
 //! the API listener to stop first — at SIGTERM, or once the sockets went to a
 //! successor — while the admin listener keeps answering `/readyz` (503) and
-//! `/metrics` for the whole drain. So the API service gets a shutdown watch of
-//! its own, which the supervisor flips; Pingora's own watch only fires once
-//! the drain is over.
+//! `/metrics` for the whole shutdown drain; after a hand-over it stops too, so
+//! probes and scrapes reach the successor. So each listener gets a shutdown
+//! watch of its own, which the supervisor flips; Pingora's own watch only fires
+//! once the drain is over.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,15 +19,17 @@ use pingora::services::listening::Service as Listening;
 use pingora::services::Service;
 use tokio::sync::watch;
 
+use super::Drain;
+
 /// A listening service that stops accepting when `stop` turns true, and lends
 /// the process's listening sockets to the hand-over of a binary upgrade.
-pub struct ApiService<A> {
+pub struct Stoppable<A> {
     inner: Listening<A>,
     stop: watch::Receiver<bool>,
     listen_fds: Arc<OnceLock<ListenFds>>,
 }
 
-impl<A> ApiService<A> {
+impl<A> Stoppable<A> {
     /// `inner` (its listeners added) under `stop`; `listen_fds` receives the
     /// socket table Pingora shares between services.
     pub fn new(
@@ -34,7 +37,7 @@ impl<A> ApiService<A> {
         stop: watch::Receiver<bool>,
         listen_fds: Arc<OnceLock<ListenFds>>,
     ) -> Self {
-        ApiService {
+        Stoppable {
             inner,
             stop,
             listen_fds,
@@ -43,7 +46,7 @@ impl<A> ApiService<A> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> Service for ApiService<A> {
+impl<A: ServerApp + Send + Sync + 'static> Service for Stoppable<A> {
     async fn start_service(
         &mut self,
         fds: Option<ListenFds>,
@@ -69,25 +72,29 @@ impl<A: ServerApp + Send + Sync + 'static> Service for ApiService<A> {
     }
 }
 
-/// An HTTP app whose idle connections stay open during a drain.
+/// An HTTP app whose idle connections stay open while its drain says so.
 ///
 /// When its listener stops, Pingora's proxy closes every idle keep-alive
 /// connection at once. A request a client sends on one of them a moment later
 /// then meets a reset, which most clients do not retry for a POST. Kept open,
 /// such a request is answered — 503 `shutting_down` during a shutdown, served
-/// normally after a hand-over to a successor — and its connection then closes
+/// normally while a successor takes over — and its connection then closes
 /// (Pingora turns keep-alive off once the listener's watch fired), so the
-/// client reconnects elsewhere. Whatever is still idle closes when the process
-/// exits.
+/// client reconnects elsewhere. During a shutdown they stay open until the
+/// process exits; after a hand-over the supervisor closes them once the
+/// successor serves, and then waits for what they still carried.
 pub struct KeepOpenWhileDraining<A> {
     inner: Arc<A>,
+    drain: Arc<Drain>,
 }
 
 impl<A> KeepOpenWhileDraining<A> {
-    /// `inner`, whose idle connections outlive its listener.
-    pub fn new(inner: A) -> Self {
+    /// `inner`, whose idle connections outlive its listener until `drain`
+    /// releases them.
+    pub fn new(inner: A, drain: Arc<Drain>) -> Self {
         KeepOpenWhileDraining {
             inner: Arc::new(inner),
+            drain,
         }
     }
 }
@@ -110,9 +117,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for KeepOpenWhileDr
         self.inner.server_options()
     }
 
-    /// Called once the listener stopped: only a drain stops it, and the
-    /// process exits when the drain is over, closing what is left.
+    /// Called once the listener stopped, which only a drain does.
     async fn http_cleanup(&self) {
-        std::future::pending::<()>().await
+        self.drain.idle_connections_released().await;
+        self.inner.http_cleanup().await
     }
 }

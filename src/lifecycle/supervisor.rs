@@ -33,10 +33,12 @@ use crate::app::App;
 const CUTOFF_GRACE: Duration = Duration::from_secs(2);
 /// How long the access log gets to write its last lines at exit.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the old process keeps running after a hand-over, drained or not:
-/// the successor's `MAINPID=` must reach systemd before this process exits,
-/// or systemd would take the unit for dead.
-const HANDOVER_OVERLAP: Duration = Duration::from_secs(1);
+/// How long the old process keeps serving, listeners included, after the
+/// sockets went out. The successor polls for them once a second, then starts
+/// its listeners and sends `MAINPID=`, which must reach systemd before this
+/// process exits, or systemd would take the unit for dead. Pingora's own
+/// hand-over keeps both processes accepting for five seconds.
+const HANDOVER_OVERLAP: Duration = Duration::from_secs(3);
 /// How often readiness checks whether the API port accepts.
 const READY_POLL: Duration = Duration::from_millis(20);
 
@@ -46,6 +48,8 @@ pub struct Supervisor {
     notifier: Notifier,
     /// Flipped to stop the API listener.
     api_stop: watch::Sender<bool>,
+    /// Flipped to stop the admin listener (after a hand-over only).
+    admin_stop: watch::Sender<bool>,
     handover: Handover,
     config_path: std::path::PathBuf,
     /// The text the gateway started with.
@@ -80,6 +84,7 @@ impl Supervisor {
         app: Arc<App>,
         notifier: Notifier,
         api_stop: watch::Sender<bool>,
+        admin_stop: watch::Sender<bool>,
         handover: Handover,
         config_path: std::path::PathBuf,
         started_with: Fingerprint,
@@ -88,6 +93,7 @@ impl Supervisor {
             app,
             notifier,
             api_stop,
+            admin_stop,
             handover,
             config_path,
             started_with,
@@ -96,8 +102,8 @@ impl Supervisor {
 
     /// Waits until the API port accepts, then says so to systemd.
     async fn announce_ready(&self) {
-        let listen = self.app.config().listen.clone();
-        while !self.app.state.api_listener.is_up(&listen).await {
+        let listen = &self.app.bound.listen;
+        while !self.app.state.api_listener.is_up(listen).await {
             tokio::time::sleep(READY_POLL).await;
         }
         log::info!("ready: accepting on {listen}");
@@ -105,11 +111,10 @@ impl Supervisor {
     }
 
     fn status(&self) -> String {
-        let config = self.app.config();
         format!(
             "serving on {} (admin {}), config generation {}",
-            config.listen,
-            config.admin_listen,
+            self.app.bound.listen,
+            self.app.bound.admin_listen,
             self.app.metrics.config_generation()
         )
     }
@@ -141,21 +146,24 @@ impl Supervisor {
         self.notifier.ready(&self.status());
     }
 
-    /// Hands the sockets over; on failure the gateway keeps serving.
+    /// Hands the sockets over and keeps serving while the successor takes
+    /// them up, closing each answered connection so its client reconnects to
+    /// either process; false (still serving) if nobody took them.
     async fn hand_over(&self) -> bool {
-        match self.handover.send_sockets().await {
-            Ok(()) => {
-                log::info!("listening sockets handed over to the successor");
-                true
-            }
-            Err(e) => {
-                log::error!("binary upgrade failed, still serving: {e}");
-                false
-            }
+        if let Err(e) = self.handover.send_sockets().await {
+            log::error!("binary upgrade failed, still serving: {e}");
+            return false;
         }
+        self.app.drain.begin(Ending::Upgrade);
+        log::info!(
+            "listening sockets handed over; serving alongside the successor for {HANDOVER_OVERLAP:?}"
+        );
+        tokio::time::sleep(HANDOVER_OVERLAP).await;
+        true
     }
 
-    /// SIGUSR2: starts the successor and hands it the sockets.
+    /// SIGUSR2: starts the successor and hands it the sockets; false (still
+    /// serving) if it did not start, did not take them, or died meanwhile.
     async fn upgrade_in_place(&self) -> bool {
         let mut successor = match self.handover.start_successor() {
             Ok(child) => child,
@@ -167,12 +175,19 @@ impl Supervisor {
             }
         };
         log::info!("binary upgrade: started successor pid {}", successor.id());
-        if self.hand_over().await {
-            return true;
+        let handed_over = self.hand_over().await;
+        match successor.try_wait() {
+            Ok(None) if handed_over => return true,
+            Ok(Some(status)) => {
+                log::error!("binary upgrade failed, still serving: the successor exited ({status})")
+            }
+            _ => {}
         }
-        // It would wait for sockets that never come.
+        // Without the sockets it would wait for them; after a failure it is
+        // not to be trusted with them.
         let _ = successor.kill();
         let _ = successor.wait();
+        self.app.drain.resume();
         false
     }
 
@@ -182,6 +197,12 @@ impl Supervisor {
         let drain = &self.app.drain;
         drain.begin(ending);
         self.api_stop.send_replace(true);
+        if ending == Ending::Upgrade {
+            // The successor serves by now: probes, scrapes and pooled client
+            // connections move to it.
+            self.admin_stop.send_replace(true);
+            drain.close_idle_connections();
+        }
         let timeout = self.app.config().shutdown_timeout;
         let status = format!(
             "draining {} requests (at most {timeout:?})",
@@ -193,13 +214,7 @@ impl Supervisor {
             // STOPPING=1 from here would tell systemd the unit is stopping.
             self.notifier.stopping(&status);
         }
-        let overlap = async {
-            if ending == Ending::Upgrade {
-                tokio::time::sleep(HANDOVER_OVERLAP).await;
-            }
-        };
-        let (settled, ()) = tokio::join!(drain.settled(timeout), overlap);
-        if !settled {
+        if !drain.settled(timeout).await {
             log::warn!(
                 "shutdown_timeout ({timeout:?}) ran out with {} requests in flight; ending them",
                 drain.in_flight()
@@ -209,7 +224,9 @@ impl Supervisor {
                 log::warn!("{} requests did not end; exiting anyway", drain.in_flight());
             }
         }
-        if !self.app.access_log.flush(FLUSH_TIMEOUT) {
+        let app = self.app.clone();
+        let flushed = tokio::task::spawn_blocking(move || app.access_log.flush(FLUSH_TIMEOUT));
+        if !matches!(flushed.await, Ok(true)) {
             log::warn!("the access log's last lines could not be written within {FLUSH_TIMEOUT:?}");
         }
         log::info!("drained; exiting");
@@ -246,7 +263,7 @@ impl ShutdownSignalWatch for Supervisor {
                     break Ending::Shutdown;
                 }
                 _ = signals.quit.recv() => {
-                    log::info!("SIGQUIT: handing the sockets to the new binary");
+                    log::info!("SIGQUIT: handing the sockets to the process started with -u");
                     if self.hand_over().await {
                         break Ending::Upgrade;
                     }

@@ -19,7 +19,10 @@ use pingora::server::ListenFds;
 /// The sockets to hand over, where to, and how to start a successor.
 pub struct Handover {
     listen_fds: Arc<OnceLock<ListenFds>>,
-    upgrade_sock: String,
+    /// `pingora.upgrade_sock`, required: Pingora's default lies in the
+    /// world-writable /tmp, where another local user could bind it first and
+    /// be handed the API socket.
+    upgrade_sock: Option<String>,
     /// This binary's path, read at start-up: an upgrade replaces the file there.
     binary: Option<PathBuf>,
     config_path: PathBuf,
@@ -30,7 +33,7 @@ impl Handover {
     /// hold once the listeners started.
     pub fn new(
         listen_fds: Arc<OnceLock<ListenFds>>,
-        upgrade_sock: String,
+        upgrade_sock: Option<String>,
         config_path: PathBuf,
     ) -> Self {
         Handover {
@@ -44,27 +47,32 @@ impl Handover {
     /// Sends every listening socket to the process waiting on `upgrade_sock`.
     /// Pingora retries the connection for about five seconds.
     pub async fn send_sockets(&self) -> Result<(), String> {
+        let upgrade_sock = self.upgrade_sock.clone().ok_or(
+            "`pingora.upgrade_sock` is not set; set it to a path in a directory only this \
+             service can write (e.g. /run/switchyard/upgrade.sock)",
+        )?;
         let fds = self
             .listen_fds
             .get()
             .cloned()
             .ok_or("the listeners have not started")?;
-        let path = self.upgrade_sock.clone();
+        let path = upgrade_sock.clone();
         let sent = tokio::task::spawn_blocking(move || fds.lock().send_to_sock(path.as_str()))
             .await
             .map_err(|e| e.to_string())?;
-        sent.map(|_| ()).map_err(|e| {
-            format!(
-                "no successor took the sockets on {}: {e}",
-                self.upgrade_sock
-            )
-        })
+        sent.map(|_| ())
+            .map_err(|e| format!("no successor took the sockets on {upgrade_sock}: {e}"))
     }
 
     /// Starts the successor: this binary's path (by now the new binary), with
     /// `-u` and the same config file. It inherits stdout, stderr and the
     /// environment (`NOTIFY_SOCKET`, `CREDENTIALS_DIRECTORY`).
     pub fn start_successor(&self) -> std::io::Result<Child> {
+        if self.upgrade_sock.is_none() {
+            return Err(std::io::Error::other(
+                "`pingora.upgrade_sock` is not set, so no socket could be handed over",
+            ));
+        }
         let binary = self.binary.as_ref().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
