@@ -458,24 +458,7 @@ class FakeOpenAIHandler(RecordingHandler):
         })
 
     def _stream_chat(self, req: dict) -> None:
-        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        self._start_stream({"x-request-id": "req_upstream_stream"})
-        base = {"id": "chatcmpl-fake-s", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": UP_CHAT_REPORTED,
-                "system_fingerprint": "fp_e2e"}
-
-        def event(choices: list, **extra: Any) -> None:
-            self._send_event(json.dumps(dict(base, choices=choices, **extra)).encode())
-
-        event([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                "logprobs": None, "finish_reason": None}])
-        for piece in UP_STREAM_PIECES:
-            event([{"index": 0, "delta": {"content": piece}, "logprobs": None,
-                    "finish_reason": None}])
-        event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
-        if include_usage:
-            event([], usage=UP_USAGE)
-        self._end_stream()
+        self._stream_pieces(req, UP_STREAM_PIECES, 0.0, "chatcmpl-fake-s", "req_upstream_stream")
 
     def _slow_chat(self, req: dict, events: int, interval: float) -> None:
         """A stream of `events` content events `interval` seconds apart (the first one
@@ -486,9 +469,16 @@ class FakeOpenAIHandler(RecordingHandler):
             self._hold(events * interval)
             self._whole_chat(req)
             return
+        self._stream_pieces(req, slow_pieces(events), interval, "chatcmpl-fake-slow",
+                            "req_upstream_slow_stream")
+
+    def _stream_pieces(self, req: dict, pieces: list[str], interval: float, chunk_id: str,
+                       upstream_id: str) -> None:
+        """A chat stream: the role chunk, one content chunk per piece (each after
+        `interval` seconds), the finish chunk, usage when asked, and [DONE]."""
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        self._start_stream({"x-request-id": "req_upstream_slow_stream"})
-        base = {"id": "chatcmpl-fake-slow", "object": "chat.completion.chunk",
+        self._start_stream({"x-request-id": upstream_id})
+        base = {"id": chunk_id, "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": UP_CHAT_REPORTED,
                 "system_fingerprint": "fp_e2e"}
 
@@ -497,8 +487,9 @@ class FakeOpenAIHandler(RecordingHandler):
 
         event([{"index": 0, "delta": {"role": "assistant", "content": ""},
                 "logprobs": None, "finish_reason": None}])
-        for piece in slow_pieces(events):
-            time.sleep(interval)
+        for piece in pieces:
+            if interval:
+                time.sleep(interval)
             event([{"index": 0, "delta": {"content": piece}, "logprobs": None,
                     "finish_reason": None}])
         event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
