@@ -13,7 +13,7 @@
 //! `READY=1` goes out once the API port accepts connections and every handler
 //! above is installed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,6 +54,9 @@ pub struct Supervisor {
     config_path: std::path::PathBuf,
     /// The text the gateway started with.
     started_with: Fingerprint,
+    /// Settings the file changed that only a restart applies, for the status
+    /// `systemctl status` shows.
+    needs_restart: Mutex<Vec<&'static str>>,
 }
 
 /// The signals the supervisor handles, installed together.
@@ -97,6 +100,7 @@ impl Supervisor {
             handover,
             config_path,
             started_with,
+            needs_restart: Mutex::default(),
         }
     }
 
@@ -111,12 +115,17 @@ impl Supervisor {
     }
 
     fn status(&self) -> String {
-        format!(
+        let mut status = format!(
             "serving on {} (admin {}), config generation {}",
             self.app.bound.listen,
             self.app.bound.admin_listen,
             self.app.metrics.config_generation()
-        )
+        );
+        let needs_restart = self.needs_restart.lock().unwrap_or_else(|e| e.into_inner());
+        if !needs_restart.is_empty() {
+            status += &format!("; restart to apply: {}", needs_restart.join(", "));
+        }
+        status
     }
 
     /// Reloads the file; `announced`: READY=1 went out already, so systemd is
@@ -132,18 +141,22 @@ impl Supervisor {
                     file.path().display(),
                     reloaded.generation
                 );
-                for field in reloaded.needs_restart {
+                for field in &reloaded.needs_restart {
                     log::warn!(
                         "config reload: `{field}` changed but needs a restart (or a binary \
                          upgrade) to take effect; the rest of the file is applied"
                     );
                 }
+                *self.needs_restart.lock().unwrap_or_else(|e| e.into_inner()) =
+                    reloaded.needs_restart;
             }
             Err(e) => {
                 log::error!("config reload rejected ({cause}); the old config keeps serving: {e}")
             }
         }
-        self.notifier.ready(&self.status());
+        if announced {
+            self.notifier.ready(&self.status());
+        }
     }
 
     /// Hands the sockets over and keeps serving while the successor takes
@@ -264,14 +277,18 @@ impl ShutdownSignalWatch for Supervisor {
                 }
                 _ = signals.quit.recv() => {
                     log::info!("SIGQUIT: handing the sockets to the process started with -u");
-                    if self.hand_over().await {
-                        break Ending::Upgrade;
+                    match interruptible(&mut signals.interrupt, self.hand_over()).await {
+                        Some(true) => break Ending::Upgrade,
+                        Some(false) => {}
+                        None => return ShutdownSignal::FastShutdown,
                     }
                 }
                 _ = signals.upgrade.recv() => {
                     log::info!("SIGUSR2: upgrading to the binary at this path");
-                    if self.upgrade_in_place().await {
-                        break Ending::Upgrade;
+                    match interruptible(&mut signals.interrupt, self.upgrade_in_place()).await {
+                        Some(true) => break Ending::Upgrade,
+                        Some(false) => {}
+                        None => return ShutdownSignal::FastShutdown,
                     }
                 }
                 _ = signals.interrupt.recv() => {
@@ -280,12 +297,24 @@ impl ShutdownSignalWatch for Supervisor {
                 }
             }
         };
-        tokio::select! {
-            () = self.drain(ending) => ShutdownSignal::GracefulTerminate,
-            _ = signals.interrupt.recv() => {
-                log::info!("SIGINT during the drain: exiting at once");
-                ShutdownSignal::FastShutdown
-            }
+        match interruptible(&mut signals.interrupt, self.drain(ending)).await {
+            Some(()) => ShutdownSignal::GracefulTerminate,
+            None => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+/// Runs `work` unless SIGINT comes first (`None`): SIGINT always exits at once,
+/// even during a hand-over's retries and overlap or a drain.
+async fn interruptible<T>(
+    interrupt: &mut Signal,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        out = work => Some(out),
+        _ = interrupt.recv() => {
+            log::info!("SIGINT: exiting at once");
+            None
         }
     }
 }

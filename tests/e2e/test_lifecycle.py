@@ -526,6 +526,30 @@ def test_reloading_then_ready_around_every_reload(start_gateway, fake_upstream,
     assert gw.metric("switchyard_config_reloads_total", result="error") == 1
 
 
+def test_a_setting_that_needs_a_restart_shows_in_the_status_until_reverted(
+        start_gateway, fake_upstream, tmp_path_factory, notify):
+    """A reload that changes `listen` keeps serving on the old port, and the READY=1
+    that follows says, in STATUS (what `systemctl status` shows), which setting
+    waits for a restart; reverting the edit clears it."""
+    gw = start_lifecycle_gateway(start_gateway, tmp_path_factory, fake_upstream,
+                                 env={"NOTIFY_SOCKET": notify.path})
+    first = notify.wait_for("READY=1", ready)
+    assert "restart" not in notify.notices[first].fields["STATUS"]
+
+    start = notify.count()
+    gw.write_config(dict(gw.config, listen=f"127.0.0.1:{free_port()}"))
+    r = notify.wait_for("RELOADING=1", reloading, start)
+    status = notify.notices[notify.wait_for("READY=1", ready, r + 1)].fields["STATUS"]
+    assert status.endswith("config generation 2; restart to apply: listen"), status
+    assert f"serving on {gw.config['listen']}" in status, status
+
+    start = notify.count()
+    gw.write_config(gw.config)
+    r = notify.wait_for("RELOADING=1", reloading, start)
+    status = notify.notices[notify.wait_for("READY=1", ready, r + 1)].fields["STATUS"]
+    assert status.endswith("config generation 3"), status
+
+
 def test_stopping_is_the_first_notice_after_sigterm(start_gateway, fake_upstream,
                                                     tmp_path_factory, notify):
     gw = start_lifecycle_gateway(start_gateway, tmp_path_factory, fake_upstream,
