@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use prometheus::IntGaugeVec;
+use prometheus::{IntGauge, IntGaugeVec};
 
 use crate::config::{Config, Target};
 use crate::target_state::TargetState;
@@ -22,6 +22,8 @@ pub struct Targets {
     healthy: IntGaugeVec,
     /// `switchyard_circuit_open{provider,target}`.
     circuit_open: IntGaugeVec,
+    /// A gauge registered nowhere, for the state of a target that is gone.
+    unreported: IntGauge,
 }
 
 /// One target id's state, with what it was learned about.
@@ -40,23 +42,34 @@ impl Targets {
             entries: RwLock::default(),
             healthy,
             circuit_open,
+            unreported: IntGauge::new("unreported", "state of a target that is gone")
+                .expect("a constant, valid gauge definition"),
         }
     }
 
-    /// The state of `target`, created (healthy, closed) on first use.
+    /// The state of `target`. A target of the live config always has one
+    /// (`sync` made it). A request still on an older snapshot may ask for a
+    /// target that a reload removed or moved to another upstream: it gets a
+    /// fresh state of its own, kept nowhere, so it neither brings back the
+    /// gone target's gauge series nor resets the live target's state.
     pub fn get(&self, target: &Target) -> Arc<TargetState> {
-        {
-            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(entry) = entries.get(&target.id) {
-                if entry.fingerprint == target.fingerprint {
-                    return entry.state.clone();
-                }
-            }
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        match entries.get(&target.id) {
+            Some(entry) if entry.fingerprint == target.fingerprint => entry.state.clone(),
+            _ => Arc::new(TargetState::new(
+                self.unreported.clone(),
+                self.unreported.clone(),
+            )),
         }
+    }
+
+    /// The state of `target`, created (healthy, closed) if it has none or its
+    /// fingerprint changed.
+    fn install(&self, target: &Target) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = entries.get(&target.id) {
             if entry.fingerprint == target.fingerprint {
-                return entry.state.clone();
+                return;
             }
             // Another upstream under the same id: what was learned is not about it.
             if entry.provider != target.provider.name {
@@ -71,10 +84,9 @@ impl Targets {
         let entry = Entry {
             fingerprint: target.fingerprint.clone(),
             provider: target.provider.name.clone(),
-            state: state.clone(),
+            state,
         };
         entries.insert(target.id.clone(), entry);
-        state
     }
 
     /// Makes the registry match `config`: state for every target (so the gauges
@@ -87,7 +99,7 @@ impl Targets {
             .map(|t| (t.id.as_str(), t.as_ref()))
             .collect();
         for target in configured.values() {
-            self.get(target);
+            self.install(target);
         }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.retain(|id, entry| {
@@ -159,6 +171,21 @@ mod tests {
         ));
         assert!(!Arc::ptr_eq(
             &moved,
+            &targets.get(&next.models["m"].targets[1])
+        ));
+
+        // A request still on the first snapshot asks for what the reload
+        // removed or moved: no series comes back, the live state is kept.
+        let live = targets.get(&next.models["m"].targets[1]);
+        let stale = targets.get(&first.models["m"].targets[2]);
+        assert!(!Arc::ptr_eq(
+            &stale,
+            &targets.get(&first.models["m"].targets[2])
+        ));
+        targets.get(&first.models["m"].targets[1]);
+        assert_eq!(series(&healthy), ["a|a/x", "a|second"]);
+        assert!(Arc::ptr_eq(
+            &live,
             &targets.get(&next.models["m"].targets[1])
         ));
     }
