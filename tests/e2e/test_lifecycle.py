@@ -28,10 +28,12 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -548,6 +550,35 @@ def test_a_setting_that_needs_a_restart_shows_in_the_status_until_reverted(
     r = notify.wait_for("RELOADING=1", reloading, start)
     status = notify.notices[notify.wait_for("READY=1", ready, r + 1)].fields["STATUS"]
     assert status.endswith("config generation 3"), status
+
+
+def test_the_open_file_soft_limit_is_raised_to_the_hard_limit(fake_upstream, tmp_path):
+    """Started with a soft limit of 256 descriptors (a few hundred streams) under a
+    hard limit of 4096, the gateway raises its soft limit to 4096 itself, as it
+    does to whatever `LimitNOFILE=` grants under systemd."""
+    config = lifecycle_config(fake_upstream.base_url, tmp_path)
+    path = tmp_path / "switchyard.yaml"
+    path.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [str(gateway_binary()), "-c", str(path)], stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)))
+    try:
+        host, port = host_port(config["admin_listen"])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection((host, port), timeout=0.2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the gateway did not start"
+                time.sleep(POLL_S)
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
+        row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert row.split()[3:5] == ["4096", "4096"], row
+    finally:
+        proc.send_signal(signal.SIGTERM)  # by PID: only the process we started
+        assert proc.wait(timeout=5) == 0
 
 
 def test_stopping_is_the_first_notice_after_sigterm(start_gateway, fake_upstream,
