@@ -36,6 +36,9 @@ pub struct ConfigFile {
     applied: Fingerprint,
     /// A changed text seen at the last poll, waiting to be seen once more.
     pending: Option<Fingerprint>,
+    /// Polls in a row that could not read the file. The second says so (an
+    /// editor's save can leave the path missing for a moment), later ones not.
+    unreadable: u32,
 }
 
 impl ConfigFile {
@@ -45,6 +48,7 @@ impl ConfigFile {
             path: path.to_path_buf(),
             applied,
             pending: None,
+            unreadable: 0,
         }
     }
 
@@ -64,8 +68,21 @@ impl ConfigFile {
     /// the last poll. An unreadable file (mid-replacement, deleted) is not a
     /// change; the next readable text is.
     pub fn poll(&mut self) -> bool {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
-            return false;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => {
+                self.unreadable = 0;
+                text
+            }
+            Err(e) => {
+                self.unreadable = self.unreadable.saturating_add(1);
+                if self.unreadable == 2 {
+                    log::warn!(
+                        "cannot read the config file {}: {e}; the running config keeps serving",
+                        self.path.display()
+                    );
+                }
+                return false;
+            }
         };
         let seen = Fingerprint::of(&text);
         if seen == self.applied {
