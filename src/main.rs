@@ -82,9 +82,6 @@ fn main() -> ExitCode {
     }
     lifecycle::process::raise_open_file_limit();
     let upgrading = opt.upgrade;
-    let listen = config.listen.clone();
-    let admin_listen = config.admin_listen.clone();
-    let upgrade_sock = config.pingora.upgrade_sock.clone();
     let mut server = Server::new_with_opt_and_conf(opt, server_conf::build(&config.pingora));
     // With `-u` this waits for the old process's sockets.
     server.bootstrap();
@@ -108,7 +105,7 @@ fn main() -> ExitCode {
         app.drain.clone(),
     );
     let mut api = Service::new("switchyard api".to_string(), proxy);
-    api.add_tcp(&listen);
+    api.add_tcp(&app.bound.listen);
     let listen_fds = Arc::new(OnceLock::new());
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
     let api = Stoppable::new(api, api_stopped, listen_fds.clone());
@@ -116,7 +113,7 @@ fn main() -> ExitCode {
         "switchyard admin".to_string(),
         admin::Admin::new(app.clone()),
     );
-    admin.add_tcp(&admin_listen);
+    admin.add_tcp(&app.bound.admin_listen);
     let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
     let admin = Stoppable::new(admin, admin_stopped, listen_fds.clone());
     let probes = health::ProbeConnectors {
@@ -129,7 +126,16 @@ fn main() -> ExitCode {
     server.add_service(admin);
     server.add_service(background_service("dns refresh", dns));
     server.add_service(background_service("health checks", health));
-    let handover = Handover::new(listen_fds, upgrade_sock, path.clone());
+    let handover = Handover::new(
+        listen_fds,
+        app.bound.pingora.upgrade_sock.clone(),
+        path.clone(),
+    );
+    log::info!(
+        "switchyard listening on {} (admin {})",
+        app.bound.listen,
+        app.bound.admin_listen
+    );
     let supervisor = Supervisor::new(
         app,
         notifier,
@@ -139,7 +145,6 @@ fn main() -> ExitCode {
         path,
         started_with,
     );
-    log::info!("switchyard listening on {listen} (admin {admin_listen})");
     server.run(RunArgs {
         shutdown_signal: Box::new(supervisor),
     });
